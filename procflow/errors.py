@@ -1,0 +1,103 @@
+"""The exceptions procflow raises.
+
+Every error procflow raises is a :class:`ProcflowError`, so ``except
+procflow.ProcflowError`` catches them all. Each subclass names one kind of
+failure, and its message says what went wrong, where (statement name, thread
+id) and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CallbackNotFound",
+    "DefinitionError",
+    "HandlerError",
+    "PayloadError",
+    "ProcflowError",
+    "SetupError",
+    "StaleCallback",
+    "StepError",
+    "WorkflowFinishedError",
+]
+
+
+class ProcflowError(Exception):
+    """Base class of every error procflow raises."""
+
+
+class DefinitionError(ProcflowError):
+    """The definition tree is invalid or does not match a stored instance.
+
+    Raised for a duplicate or empty name, a statement of the wrong type, a loop
+    whose iteration never parks, ``Break``/``Continue`` outside a ``For``, a
+    stored position that no longer exists in the definition, and a ``resume``
+    that exceeds ``max_transitions``.
+    """
+
+
+class StepError(ProcflowError):
+    """A step's action (or a compensation) raised.
+
+    The cause is chained (``__cause__``) and its text is part of the message.
+    The state is left at the last checkpoint, so the next ``resume`` retries the
+    same step.
+    """
+
+    def __init__(self, step: str, thread_id: str, cause: BaseException, *, what: str = "step") -> None:
+        self.step = step
+        self.thread_id = thread_id
+        super().__init__(
+            f"{what} {step!r} in thread {thread_id!r} raised {type(cause).__name__}: {cause}"
+        )
+
+
+class SetupError(ProcflowError):
+    """One or more event setups failed during ``resume``.
+
+    The failed events are kept with status ``SETUP_ERROR`` and are set up again
+    by the next ``resume``. ``failures`` maps ``(thread_id, event name)`` to the
+    error text; the first cause is chained.
+    """
+
+    def __init__(self, failures: dict[tuple[str, str], str]) -> None:
+        self.failures = failures
+        details = "; ".join(
+            f"event {name!r} of thread {thread!r}: {text}" for (thread, name), text in failures.items()
+        )
+        super().__init__(f"setup failed for {len(failures)} event(s): {details}")
+
+
+class CallbackNotFound(ProcflowError):
+    """No thread is parked on the event the callback names.
+
+    The event was already delivered, its Wait was left, or it never existed.
+    """
+
+
+class StaleCallback(ProcflowError):
+    """The callback carries a ``pc`` from an earlier parking of the event."""
+
+
+class PayloadError(ProcflowError):
+    """A payload failed validation against an ``OnEvent``'s payload type.
+
+    ``errors`` holds pydantic's list of validation errors (JSON-serialisable).
+    Nothing was changed.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        self.errors: list[dict[str, Any]] = errors or []
+        super().__init__(message)
+
+
+class HandlerError(ProcflowError):
+    """An event handler's ``handle`` raised; the cause is chained.
+
+    The state is unchanged and the event stays parked.
+    """
+
+
+class WorkflowFinishedError(ProcflowError):
+    """The workflow is finished or cancelled, so it cannot be resumed or called back."""

@@ -1,0 +1,172 @@
+"""Event handlers: the base class users subclass, and typed ``OnEvent`` handlers."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, ClassVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from ._calling import call
+from .errors import DefinitionError, PayloadError
+from .state import CallbackRequest
+
+__all__ = ["FunctionHandler", "Handler"]
+
+
+class Handler:
+    """The base class of the handler behind each event of a ``Wait``.
+
+    Subclass it with your own ``__init__`` and a ``type`` class attribute (a
+    short name stored with each parked event; it defaults to the class name).
+    Every method may be sync or async.
+    """
+
+    type: ClassVar[str] = "handler"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            cls.type = cls.__name__
+
+    def setup(self, req: CallbackRequest) -> str:
+        """Start listening for the event (register a webhook, a timer, ...).
+
+        Runs when a thread parks on the Wait. The returned string is kept in
+        ``req.setup_data`` for ``handle`` and ``teardown``. Raising makes
+        ``resume`` raise ``SetupError``; the setup is retried by the next
+        ``resume``.
+        """
+        return ""
+
+    def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        """Handle the arrived event; may change the workflow's data.
+
+        The return value is the reply to the sender. Raising makes
+        ``handle_callback`` raise ``HandlerError`` and changes nothing.
+        """
+        return None
+
+    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+        """Stop listening; ``handled`` tells whether this event was the one delivered."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    payload: TypeAdapter[Any]
+    reply: TypeAdapter[Any]
+    payload_type: Any
+    reply_type: Any
+    takes_payload: bool
+
+
+# Keyed by code object: definitions are rebuilt often, and a lambda or a bound
+# method is a new object each time, while its code stays the same.
+_signatures: dict[CodeType | Callable[..., Any], _Signature] = {}
+
+
+def _signature_of(fn: Callable[..., Any]) -> _Signature:
+    func = getattr(fn, "__func__", fn)
+    key = getattr(func, "__code__", func)
+    sig = _signatures.get(key)
+    if sig is None:
+        sig = _signatures[key] = _inspect(fn)
+    return sig
+
+
+def _inspect(fn: Callable[..., Any]) -> _Signature:
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError) as e:
+        raise DefinitionError(f"OnEvent handler {fn!r}: cannot read its signature: {e}") from e
+    if len(params) > 1:
+        raise DefinitionError(f"OnEvent handler {fn!r} must take one argument, the payload")
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception as e:  # unresolvable forward reference, typically
+        raise DefinitionError(
+            f"OnEvent handler {fn!r}: cannot resolve its type hints ({e}); "
+            "define the payload type at module level"
+        ) from e
+    payload_type = hints.get(params[0].name, Any) if params else None
+    reply_type = hints.get("return", Any)
+    if reply_type is type(None):
+        reply_type = None
+    return _Signature(
+        payload=TypeAdapter(payload_type if params else None),
+        reply=TypeAdapter(reply_type),
+        payload_type=payload_type,
+        reply_type=reply_type,
+        takes_payload=bool(params),
+    )
+
+
+class FunctionHandler(Handler):
+    """The handler of an ``OnEvent``: validates the payload, then calls ``fn``."""
+
+    type = "event"
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    @property
+    def payload_type(self) -> Any:
+        """The type the payload is validated against (``Any`` when unannotated)."""
+        return _signature_of(self.fn).payload_type
+
+    @property
+    def reply_type(self) -> Any:
+        """The annotated return type of ``fn`` (``Any`` when unannotated)."""
+        return _signature_of(self.fn).reply_type
+
+    def payload_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the payload."""
+        return _signature_of(self.fn).payload.json_schema()
+
+    def reply_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the reply."""
+        return _signature_of(self.fn).reply.json_schema(mode="serialization")
+
+    def validate(self, payload: Any) -> Any:
+        """Return ``payload`` validated against the payload type.
+
+        ``str`` and ``bytes`` are parsed as JSON; anything else is validated
+        as a Python object.
+
+        Raises:
+            PayloadError: the payload does not validate; ``.errors`` lists why.
+        """
+        sig = _signature_of(self.fn)
+        try:
+            if isinstance(payload, (str, bytes, bytearray)):
+                return sig.payload.validate_json(payload)
+            return sig.payload.validate_python(payload)
+        except ValidationError as e:
+            errors = e.errors(include_url=False, include_context=False)
+            raise PayloadError(
+                f"invalid payload for {getattr(self.fn, '__qualname__', self.fn)!r}: "
+                f"{e.error_count()} error(s): {_summary(errors)}",
+                [dict(err) for err in errors],
+            ) from e
+
+    async def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        value = self.validate(payload)
+        if _signature_of(self.fn).takes_payload:
+            return await call(self.fn, value)
+        return await call(self.fn)
+
+
+def _summary(errors: list[Any]) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in errors[:5]
+    )

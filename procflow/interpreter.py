@@ -1,0 +1,876 @@
+"""The interpreter: ``resume``, ``handle_callback`` and ``cancel``.
+
+It is pure: no clock, no I/O. Every change of state is handed to the caller's
+``checkpoint`` so that the caller can store it.
+
+How a run is scheduled (deterministic, so a run can be replayed):
+
+* Threads run one at a time. ``resume`` takes the runnable threads in the
+  order of ``state.threads`` (the main thread first, then the others in the
+  order they were started) and runs each until it parks or ends. A thread
+  started by ``Go``, or woken because its ``WaitFor`` condition became true,
+  runs after the threads that were already runnable.
+* After every step, and when ``resume`` starts, the conditions of the threads
+  parked on a ``WaitFor`` are checked in thread order.
+* ``definition()`` is called once when ``resume`` starts and once after each
+  transition that can change the workflow's data (a step, a ``WaitFor``
+  handler, a compensation); the thread then finds its place in the new tree by
+  name, so a new version of the definition takes effect at the next step.
+
+Errors leave the ``State`` as it was at the last checkpoint: every change made
+since is undone before the error propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from ._calling import call
+from .errors import (
+    CallbackNotFound,
+    DefinitionError,
+    HandlerError,
+    ProcflowError,
+    SetupError,
+    StaleCallback,
+    StepError,
+    WorkflowFinishedError,
+)
+from .state import (
+    MAIN_THREAD,
+    CallbackRequest,
+    State,
+    Thread,
+    ThreadStatus,
+    WaitEvent,
+    WaitEventStatus,
+    WorkflowStatus,
+)
+from .statements import (
+    CHOICE,
+    LOOP,
+    SEQUENCE,
+    THREAD,
+    Break,
+    Continue,
+    For,
+    Go,
+    On,
+    Path,
+    Return,
+    Section,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+    index,
+)
+
+__all__ = ["Checkpoint", "CheckpointType", "Workflow", "cancel", "handle_callback", "resume"]
+
+logger = logging.getLogger("procflow")
+
+
+class CheckpointType(StrEnum):
+    """What changed before a call to ``checkpoint``."""
+
+    AFTER_STEP = "AFTER_STEP"
+    """A step (or, during ``cancel``, a compensation) completed."""
+    AFTER_RESUME = "AFTER_RESUME"
+    """Threads moved without running a step: they parked, started or ended,
+    or the workflow finished or was cancelled."""
+    AFTER_CONDITION = "AFTER_CONDITION"
+    """A ``WaitFor`` condition became true and its handler ran."""
+    AFTER_SETUP = "AFTER_SETUP"
+    """An event's setup ran (successfully, or recorded as ``SETUP_ERROR``)."""
+    AFTER_TEARDOWN = "AFTER_TEARDOWN"
+    """An event's teardown ran (successfully, or recorded as ``TEARDOWN_ERROR``)."""
+
+
+Checkpoint = Callable[[CheckpointType], "Awaitable[None] | None"]
+"""Called after each change of state; sync or async. Raising stops the run."""
+
+
+class Workflow(Protocol):
+    """Anything with a ``definition()`` returning the statement tree."""
+
+    def definition(self) -> Stmt: ...
+
+
+_RUNNABLE = (ThreadStatus.RESUMING, ThreadStatus.EXECUTING)
+_PARKED_EVENT = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP, WaitEventStatus.SETUP_ERROR)
+_LEFT_EVENT = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
+_DONE = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+
+
+# Returned by run_other when the thread parked.
+_PARKED = Stmt()
+
+Frames = list[tuple[Stmt, int]]
+"""A thread's place while it runs: (container, child index) from the root down.
+The statement at the place is ``frames[-1][0]._kids[frames[-1][1]]``."""
+
+
+def _advance(frames: Frames) -> Stmt | None:
+    """The statement at the top of ``frames`` finished: return the next one to run.
+
+    Updates ``frames`` to point at it. Returns the ``For`` itself when its
+    body finished, so that its condition is evaluated again, and ``None`` when
+    the thread ends.
+    """
+    while frames:
+        container, pos = frames[-1]
+        kind = container._kind
+        if kind in (SEQUENCE, LOOP):
+            pos += 1
+            kids = container._kids
+            if pos < len(kids):
+                frames[-1] = (container, pos)
+                return kids[pos]
+            frames.pop()
+            if kind == LOOP:
+                return container
+        elif kind == CHOICE:
+            frames.pop()
+        else:
+            return None
+    return None
+
+
+def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
+    """Start running ``container``'s children at ``pos``; an empty body finishes at once."""
+    kids = container._kids
+    frames.append((container, pos))
+    if pos < len(kids):
+        return kids[pos]
+    frames.pop()
+    return _advance(frames)
+
+
+def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
+    """The index in ``frames`` of the innermost ``For`` of the thread."""
+    for k in range(len(frames) - 1, -1, -1):
+        kind = frames[k][0]._kind
+        if kind == LOOP:
+            return k
+        if kind == THREAD:
+            break
+    raise DefinitionError(f"{type(jump).__name__}() outside a For loop in thread {thread.id!r}")
+
+
+# The position index of the last tree of each workflow class that was validated.
+# A rebuilt tree of the same shape has the same paths; ``locate`` checks the
+# name it finds there and indexes (and so validates) again when the shape changed.
+_paths_by_class: weakref.WeakKeyDictionary[type, dict[str, Path]] = weakref.WeakKeyDictionary()
+
+
+class _Run:
+    """One call of ``resume``, ``handle_callback`` or ``cancel``."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        state: State,
+        checkpoint: Checkpoint | None = None,
+        max_transitions: int = 10_000,
+    ) -> None:
+        if not isinstance(state, State):
+            raise TypeError(f"state must be a procflow.State, got {type(state).__name__}")
+        self.workflow = workflow
+        self.state = state
+        self._checkpoint = checkpoint
+        self.max_transitions = max_transitions
+        self.transitions = 0
+        # What a rollback to the last checkpoint needs: the fields of each model
+        # changed since (by id), and the lists appended to with their old length.
+        # Only the State is rolled back; a _Run is not used again after an error.
+        self.saved: dict[int, tuple[BaseModel, dict[str, Any], dict[str, Any]]] = {}
+        self.appended: list[tuple[list[Any], int]] = []
+        self.marked: set[int] = set()
+        self.root: Stmt = Section()
+        self.paths: dict[str, Path] = {}
+        self.loops_entered: set[int] = set()
+        self.queue: deque[Thread] = deque()
+        self.cond_waiters: list[Thread] = []
+        self.thread_ids = {t.id for t in state.threads}
+        self.finished = False
+        self.frames: Frames = []
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def touch(self, obj: BaseModel) -> dict[str, Any]:
+        """Save ``obj``'s fields for a rollback (once between checkpoints); return them.
+
+        The interpreter writes fields through the returned ``__dict__``:
+        pydantic's ``__setattr__`` costs more than the rest of a step's
+        bookkeeping. Every field is marked as set, so ``exclude_unset`` dumps
+        keep them.
+        """
+        values = obj.__dict__
+        key = id(obj)
+        if key not in self.saved:
+            self.saved[key] = (obj, values, values.copy())
+            if key not in self.marked:
+                self.marked.add(key)
+                obj.__pydantic_fields_set__.update(values)
+        return values
+
+    def set(self, obj: BaseModel, field: str, value: Any) -> None:
+        self.touch(obj)[field] = value
+
+    def append(self, lst: list[Any], item: Any) -> None:
+        self.appended.append((lst, len(lst)))
+        lst.append(item)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the State changed since the last checkpoint."""
+        return bool(self.saved or self.appended)
+
+    def rollback(self) -> None:
+        """Put the State back as it was at the last checkpoint."""
+        for lst, length in reversed(self.appended):
+            del lst[length:]
+        for _, values, old in self.saved.values():
+            values.update(old)
+        self.saved.clear()
+        self.appended.clear()
+
+    async def checkpoint(self, kind: CheckpointType) -> None:
+        if self._checkpoint is not None:
+            result = self._checkpoint(kind)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        self.saved.clear()
+        self.appended.clear()
+
+    def build(self) -> None:
+        """Call ``definition()`` and check the new tree."""
+        try:
+            root = self.workflow.definition()
+        except ProcflowError:
+            raise
+        except Exception as e:
+            raise DefinitionError(
+                f"{type(self.workflow).__name__}.definition() raised {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(root, Stmt):
+            raise DefinitionError(
+                f"{type(self.workflow).__name__}.definition() must return a statement "
+                f"(usually S(...)), got {root!r}"
+            )
+        self.root = root
+        self.loops_entered.clear()
+        if not self.paths:
+            paths = _paths_by_class.get(type(self.workflow))
+            if paths is None:
+                self.reindex()
+            else:
+                self.paths = paths
+
+    def reindex(self) -> None:
+        """Validate the current tree and map its position names to paths."""
+        try:
+            self.paths = index(self.root)
+        except DefinitionError as e:
+            raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
+        with contextlib.suppress(TypeError):  # a class that can't be weakly referenced isn't cached
+            _paths_by_class[type(self.workflow)] = self.paths
+
+    def descend(self, path: Path) -> tuple[Frames, Stmt | None]:
+        frames: Frames = []
+        node = self.root
+        for i in path:
+            kids = node._kids
+            if i >= len(kids):
+                return frames, None
+            frames.append((node, i))
+            node = kids[i]
+        return frames, node
+
+    def locate(
+        self, name: str, kind: type[Stmt] | tuple[type[Stmt], ...], thread: Thread
+    ) -> tuple[Frames, Any]:
+        """Find the statement a stored thread points at, checked for its kind.
+
+        Follows the path the name had in the last indexed tree; the tree is
+        indexed again only when its shape changed.
+        """
+        path = self.paths.get(name)
+        if path is not None:
+            frames, stmt = self.descend(path)
+            if stmt is not None and stmt.name == name and isinstance(stmt, kind):
+                return frames, stmt
+        self.reindex()  # the shape changed since the tree was indexed
+        path = self.paths.get(name)
+        stmt = None
+        if path is not None:
+            frames, stmt = self.descend(path)
+            if isinstance(stmt, kind):
+                return frames, stmt
+        found = "nothing" if stmt is None else f"a {type(stmt).__name__}"
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise DefinitionError(
+            f"thread {thread.id!r} of {self.state.workflow!r} {self.state.id!r} is at "
+            f"{wanted} {name!r}, but the definition has {found} by that name; "
+            "keep the names at which in-flight instances are parked"
+        )
+
+    def count_transition(self, thread: Thread) -> dict[str, Any]:
+        """Count a transition of ``thread``; return its fields for writing."""
+        self.transitions += 1
+        if self.transitions > self.max_transitions:
+            raise DefinitionError(
+                f"more than {self.max_transitions} transitions in one resume of "
+                f"{self.state.workflow!r} {self.state.id!r} (thread {thread.id!r}); "
+                "a loop that never waits? Raise max_transitions if the work is real"
+            )
+        self.touch(self.state)["pc"] += 1
+        values = self.touch(thread)
+        values["pc"] += 1
+        return values
+
+    def evaluate(self, cond: Any, stmt: Stmt, thread: Thread) -> bool:
+        if cond is True or cond is False:
+            return cond
+        try:
+            return bool(cond())
+        except Exception as e:
+            raise DefinitionError(
+                f"the condition of {type(stmt).__name__} {stmt.name!r} in thread {thread.id!r} "
+                f"raised {type(e).__name__}: {e}"
+            ) from e
+
+    # -- resume --------------------------------------------------------------
+
+    async def resume(self) -> None:
+        state = self.state
+        if state.status in _DONE:
+            raise WorkflowFinishedError(
+                f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; it cannot be resumed"
+            )
+        try:
+            self.build()
+            await self.teardown_left_events()
+            for t in state.threads:
+                if t.status in _RUNNABLE:
+                    self.queue.append(t)
+                elif t.status == ThreadStatus.WAITING_CONDITION:
+                    self.cond_waiters.append(t)
+            if self.queue and state.status != WorkflowStatus.RESUMING:
+                self.set(state, "status", WorkflowStatus.RESUMING)
+            await self.check_conditions()
+            while self.queue and not self.finished:
+                await self.run_thread(self.queue.popleft())
+            if self.finished:
+                await self.finish()
+                return
+            if state.status != WorkflowStatus.WAITING:
+                self.set(state, "status", WorkflowStatus.WAITING)
+            failures = await self.setup_parked_events()
+            if self.dirty:
+                await self.checkpoint(CheckpointType.AFTER_RESUME)
+        except BaseException:
+            self.rollback()
+            raise
+        if failures:
+            raise SetupError(failures) from failures.cause
+
+    async def run_thread(self, t: Thread) -> None:
+        """Run one thread until it parks or ends."""
+        values = self.count_transition(t)
+        values["status"] = ThreadStatus.EXECUTING
+        frames: Frames
+        node: Stmt | None
+        if t.cur_callback:
+            frames, wait = self.locate(t.cur_step, Wait, t)
+            frames.append((wait, self.event_index(wait, t.cur_callback, t)))
+            on = wait.events[frames[-1][1]]
+            node = _enter(frames, on)
+        elif t.cur_step:
+            frames, _ = self.locate(t.cur_step, (Step, WaitFor), t)
+            node = _advance(frames)
+        elif t.id == MAIN_THREAD:
+            frames, node = [], self.root
+        else:
+            frames, go = self.locate(t.name, Go, t)
+            frames.append((go, 0))
+            node = go.body
+
+        # Exact types first: this loop runs for every statement a thread passes.
+        while node is not None:
+            cls = type(node)
+            if cls is Step:
+                frames = await self.run_step(t, node, frames)  # type: ignore[arg-type]
+                node = _advance(frames)
+            elif cls is For:
+                node = self.enter_loop(t, node, frames)  # type: ignore[arg-type]
+            elif cls is Section:
+                node = _enter(frames, node)
+            elif cls is Switch:
+                node = self.enter_switch(t, node, frames)  # type: ignore[arg-type]
+            elif cls is Wait:
+                self.park_on_wait(t, node)  # type: ignore[arg-type]
+                return
+            else:
+                node = await self.run_other(t, node, frames)
+                if node is _PARKED:
+                    return
+        await self.end_thread(t)
+
+    async def run_other(self, t: Thread, node: Stmt, frames: Frames) -> Stmt | None:
+        """Run the statements not special-cased in ``run_thread``, and subclasses."""
+        if isinstance(node, Step):
+            frames[:] = await self.run_step(t, node, frames)
+            return _advance(frames)
+        if isinstance(node, For):
+            return self.enter_loop(t, node, frames)
+        if isinstance(node, Section):
+            return _enter(frames, node)
+        if isinstance(node, Switch):
+            return self.enter_switch(t, node, frames)
+        if isinstance(node, Wait):
+            self.park_on_wait(t, node)
+            return _PARKED
+        if isinstance(node, WaitFor):
+            if not self.evaluate(node.cond, node, t):
+                self.park_on_condition(t, node)
+                return _PARKED
+            if node.handler is not None:
+                await self.run_condition_handler(t, node)
+                frames[:] = self.locate(node.name, WaitFor, t)[0]
+            return _advance(frames)
+        if isinstance(node, Go):
+            self.start_thread(t, node)
+            return _advance(frames)
+        if isinstance(node, Return):
+            return None
+        if isinstance(node, Break):
+            k = _innermost_loop(frames, node, t)
+            self.loops_entered.discard(id(frames[k][0]))
+            del frames[k:]
+            return _advance(frames)
+        if isinstance(node, Continue):
+            k = _innermost_loop(frames, node, t)
+            loop = frames[k][0]
+            del frames[k:]
+            return loop
+        raise DefinitionError(f"thread {t.id!r} reached {node!r}, which the interpreter cannot run")
+
+    def enter_switch(self, t: Thread, switch: Switch, frames: Frames) -> Stmt | None:
+        for i, case in enumerate(switch.cases):
+            cond = case.cond
+            if cond is True or (cond is not False and self.evaluate(cond, case, t)):
+                frames.append((switch, i))
+                return _enter(frames, case)
+        return _advance(frames)
+
+    def event_index(self, wait: Wait, name: str, t: Thread) -> int:
+        for i, on in enumerate(wait.events):
+            if on.name == name:
+                return i
+        raise DefinitionError(
+            f"thread {t.id!r} of {self.state.workflow!r} {self.state.id!r} is parked on Wait "
+            f"{wait.name!r}, but the definition no longer has event {name!r} in it"
+        )
+
+    async def run_step(self, t: Thread, step: Step, frames: Frames) -> Frames:
+        """Run ``step``, checkpoint and rebuild the tree; return the thread's frames in it."""
+        try:
+            result = step.action()
+            if result is not None and inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            raise StepError(step.name, t.id, e) from e
+        name = step.name
+        values = self.count_transition(t)
+        values["cur_step"] = name
+        values["cur_callback"] = ""
+        if step.compensate is not None:
+            self.append(self.state.completed, name)
+        self.build()
+        checkpoint = self._checkpoint
+        if checkpoint is not None:
+            result = checkpoint(CheckpointType.AFTER_STEP)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        self.saved.clear()
+        self.appended.clear()
+        if self.cond_waiters:
+            await self.check_conditions()
+        frames, node = self.descend(tuple([i for _, i in frames]))
+        if node is None or node.name != name or type(node) is not type(step):
+            frames = self.locate(name, Step, t)[0]
+        return frames
+
+    def enter_loop(self, t: Thread, loop: For, frames: Frames) -> Stmt | None:
+        cond = loop.cond
+        if cond is not True and (cond is False or not self.evaluate(cond, loop, t)):
+            self.loops_entered.discard(id(loop))
+            return _advance(frames)
+        key = id(loop)
+        if key in self.loops_entered or not loop.stmts:
+            raise DefinitionError(
+                f"an iteration of For {loop.name!r} in thread {t.id!r} neither ran a step "
+                "nor waited; every iteration must park at least once"
+            )
+        self.loops_entered.add(key)
+        frames.append((loop, 0))
+        return loop.stmts[0]
+
+    def start_thread(self, t: Thread, go: Go) -> None:
+        if go.id is None:
+            tid = go.name
+        else:
+            try:
+                tid = go.id()
+            except Exception as e:
+                raise DefinitionError(
+                    f"the id of Go {go.name!r} in thread {t.id!r} raised {type(e).__name__}: {e}"
+                ) from e
+            if not isinstance(tid, str) or not tid:
+                raise DefinitionError(f"the id of Go {go.name!r} must be a non-empty str, got {tid!r}")
+        if tid in self.thread_ids:
+            raise DefinitionError(
+                f"Go {go.name!r} would start thread {tid!r}, but a thread with that id is "
+                "running; give Go an id=... that differs per thread"
+            )
+        new = Thread(id=tid, name=go.name)
+        self.append(self.state.threads, new)
+        self.thread_ids.add(tid)
+        self.queue.append(new)
+
+    def park_on_wait(self, t: Thread, wait: Wait) -> None:
+        events = [e for e in t.wait_events if e.status in _LEFT_EVENT]
+        state_id = self.state.id
+        for on in wait.events:
+            events.append(
+                WaitEvent(
+                    type=on.handler.type,
+                    req=CallbackRequest(workflow_id=state_id, thread_id=t.id, name=on.name, pc=t.pc),
+                )
+            )
+        self.set(t, "wait_events", events)
+        self.set(t, "status", ThreadStatus.WAITING_EVENT)
+        self.set(t, "cur_step", wait.name)
+        if t.cur_callback:
+            self.set(t, "cur_callback", "")
+
+    def park_on_condition(self, t: Thread, wait_for: WaitFor) -> None:
+        self.set(t, "status", ThreadStatus.WAITING_CONDITION)
+        self.set(t, "cur_step", wait_for.name)
+        if t.cur_callback:
+            self.set(t, "cur_callback", "")
+        self.cond_waiters.append(t)
+
+    async def run_condition_handler(self, t: Thread, wait_for: WaitFor) -> None:
+        """The condition of ``wait_for`` is true: run its handler, rebuild and checkpoint."""
+        try:
+            await call(wait_for.handler)  # type: ignore[arg-type]
+        except Exception as e:
+            raise StepError(wait_for.name, t.id, e, what="WaitFor handler") from e
+        self.count_transition(t)
+        self.set(t, "cur_step", wait_for.name)
+        if t.cur_callback:
+            self.set(t, "cur_callback", "")
+        self.build()
+        await self.checkpoint(CheckpointType.AFTER_CONDITION)
+
+    async def check_conditions(self) -> None:
+        """Wake the threads whose ``WaitFor`` condition is true, in thread order."""
+        i = 0
+        while i < len(self.cond_waiters):
+            t = self.cond_waiters[i]
+            _, wait_for = self.locate(t.cur_step, WaitFor, t)
+            if not self.evaluate(wait_for.cond, wait_for, t):
+                i += 1
+                continue
+            del self.cond_waiters[i]
+            self.set(t, "status", ThreadStatus.RESUMING)
+            if self.state.status != WorkflowStatus.RESUMING:
+                self.set(self.state, "status", WorkflowStatus.RESUMING)
+            self.queue.append(t)
+            if wait_for.handler is not None:
+                await self.run_condition_handler(t, wait_for)
+                i = 0  # the handler may have changed what the other conditions see
+
+    async def end_thread(self, t: Thread) -> None:
+        """The thread finished its body or returned."""
+        if t.id == MAIN_THREAD:
+            self.finished = True
+            return
+        if t.wait_events:
+            for e in t.wait_events:
+                logger.warning(
+                    "thread %r of %r %r ended with event %r not torn down (%s)",
+                    t.id, self.state.workflow, self.state.id, e.req.name, e.error,
+                )
+        threads = self.state.threads
+        i = next(i for i, other in enumerate(threads) if other is t)
+        self.set(self.state, "threads", threads[:i] + threads[i + 1 :])
+        self.thread_ids.discard(t.id)
+
+    async def finish(self) -> None:
+        """The main thread returned: tear down every parked event, drop the threads."""
+        self.set(self.state, "status", WorkflowStatus.FINISHED)
+        await self.teardown_all()
+        self.set(self.state, "threads", [])
+        await self.checkpoint(CheckpointType.AFTER_RESUME)
+
+    # -- events --------------------------------------------------------------
+
+    def event_of(self, t: Thread, e: WaitEvent) -> On:
+        return self.locate(e.req.name, On, t)[1]  # type: ignore[no-any-return]
+
+    async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool) -> None:
+        handler = self.event_of(t, e).handler
+        try:
+            await call(handler.teardown, e.req, e.handled)
+        except Exception as exc:
+            logger.warning(
+                "teardown of event %r of thread %r of %r %r failed: %s",
+                e.req.name, t.id, self.state.workflow, self.state.id, exc,
+            )
+            if keep_failed:
+                self.set(e, "status", WaitEventStatus.TEARDOWN_ERROR)
+                self.set(e, "error", _describe(exc))
+                await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
+                return
+        self.set(t, "wait_events", [x for x in t.wait_events if x is not e])
+        await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
+
+    async def teardown_left_events(self) -> None:
+        """Retry the teardowns of events whose Wait was left."""
+        for t in list(self.state.threads):
+            for e in [e for e in t.wait_events if e.status in _LEFT_EVENT]:
+                await self.teardown(t, e, keep_failed=True)
+
+    async def teardown_all(self) -> None:
+        """Tear down every event that was set up or left; failures are logged."""
+        for t in list(self.state.threads):
+            for e in list(t.wait_events):
+                if e.status in _LEFT_EVENT or e.status == WaitEventStatus.SETUP:
+                    await self.teardown(t, e, keep_failed=False)
+
+    async def setup_parked_events(self) -> _Failures:
+        failures = _Failures()
+        for t in self.state.threads:
+            if t.status != ThreadStatus.WAITING_EVENT:
+                continue
+            for e in t.wait_events:
+                if e.status not in (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR):
+                    continue
+                handler = self.event_of(t, e).handler
+                try:
+                    data = await call(handler.setup, e.req)
+                    if data is None:
+                        data = ""
+                    elif not isinstance(data, str):
+                        raise TypeError(
+                            f"{type(handler).__name__}.setup must return a str, got {type(data).__name__}"
+                        )
+                except Exception as exc:
+                    failures[(t.id, e.req.name)] = _describe(exc)
+                    failures.cause = failures.cause or exc
+                    self.set(e, "status", WaitEventStatus.SETUP_ERROR)
+                    self.set(e, "error", _describe(exc))
+                else:
+                    self.set(e.req, "setup_data", data)
+                    self.set(e, "status", WaitEventStatus.SETUP)
+                    if e.error:
+                        self.set(e, "error", "")
+                await self.checkpoint(CheckpointType.AFTER_SETUP)
+        return failures
+
+    # -- handle_callback -----------------------------------------------------
+
+    async def handle_callback(self, req: CallbackRequest, payload: Any) -> Any:
+        state = self.state
+        if state.status in _DONE:
+            raise WorkflowFinishedError(
+                f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; "
+                f"event {req.name!r} cannot be delivered"
+            )
+        self.build()
+        thread, event, stale = None, None, None
+        for t in state.threads:
+            if t.status != ThreadStatus.WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
+                continue
+            for e in t.wait_events:
+                if e.req.name == req.name and e.status in _PARKED_EVENT:
+                    if req.pc and req.pc != e.req.pc:
+                        stale = e
+                        continue
+                    thread, event = t, e
+                    break
+            if event is not None:
+                break
+        if thread is None or event is None:
+            where = f" in thread {req.thread_id!r}" if req.thread_id else ""
+            if stale is not None:
+                raise StaleCallback(
+                    f"event {req.name!r}{where} of {state.workflow!r} {state.id!r} carries pc "
+                    f"{req.pc}, but the thread is parked on it at pc {stale.req.pc}"
+                )
+            raise CallbackNotFound(
+                f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
+                f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
+            )
+        _, wait = self.locate(thread.cur_step, Wait, thread)
+        on = wait.events[self.event_index(wait, req.name, thread)]
+        try:
+            reply = await call(on.handler.handle, event.req, payload)
+        except ProcflowError:
+            raise
+        except Exception as e:
+            raise HandlerError(
+                f"the handler of event {req.name!r} in thread {thread.id!r} of "
+                f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}"
+            ) from e
+        events: list[WaitEvent] = []
+        for ev in thread.wait_events:
+            if ev.status == WaitEventStatus.SETUP:
+                values = self.touch(ev)
+                values["status"] = WaitEventStatus.PENDING_TEARDOWN
+                values["handled"] = ev is event
+            elif ev.status not in _LEFT_EVENT:
+                continue  # never set up, so there is nothing to tear down
+            events.append(ev)
+        values = self.touch(thread)
+        values["wait_events"] = events
+        values["status"] = ThreadStatus.RESUMING
+        values["cur_callback"] = req.name
+        values["pc"] += 1
+        values = self.touch(state)
+        values["pc"] += 1
+        values["status"] = WorkflowStatus.RESUMING
+        return reply
+
+    # -- cancel --------------------------------------------------------------
+
+    async def cancel(self, reason: str, compensate: bool) -> None:
+        state = self.state
+        if state.status in _DONE:
+            raise WorkflowFinishedError(
+                f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; it cannot be cancelled"
+            )
+        try:
+            self.build()
+            if compensate:
+                await self.compensate()
+            await self.teardown_all()
+            self.set(state, "status", WorkflowStatus.CANCELLED)
+            self.set(state, "reason", reason)
+            self.set(state, "threads", [])
+            await self.checkpoint(CheckpointType.AFTER_RESUME)
+        except BaseException:
+            self.rollback()
+            raise
+
+    async def compensate(self) -> None:
+        """Run the compensations of completed steps, newest first."""
+        completed = self.state.completed
+        while completed:
+            name = completed[-1]
+            path = self.paths.get(name)
+            step = self.descend(path)[1] if path is not None else None
+            if not isinstance(step, Step) or step.name != name or step.compensate is None:
+                raise DefinitionError(
+                    f"{self.state.workflow!r} {self.state.id!r} completed step {name!r}, but the "
+                    "definition has no Step by that name with a compensate"
+                )
+            try:
+                await call(step.compensate)
+            except Exception as e:
+                raise StepError(name, MAIN_THREAD, e, what="compensation of step") from e
+            self.set(self.state, "completed", completed[:-1])
+            completed = self.state.completed
+            self.set(self.state, "pc", self.state.pc + 1)
+            self.build()
+            await self.checkpoint(CheckpointType.AFTER_STEP)
+
+
+class _Failures(dict[tuple[str, str], str]):
+    cause: BaseException | None = None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def resume(
+    workflow: Workflow,
+    state: State,
+    checkpoint: Checkpoint,
+    *,
+    max_transitions: int = 10_000,
+) -> None:
+    """Run every thread of ``state`` until all are parked or the workflow finished.
+
+    Pending teardowns run first, then the runnable threads, then the setups of
+    the events of new Waits. ``checkpoint(kind)`` is called after each change
+    of state; its last call reflects the state ``resume`` returns with.
+
+    Raises:
+        WorkflowFinishedError: the workflow is finished or cancelled.
+        DefinitionError: the tree is invalid, a loop never parks, a stored
+            position is missing, or more than ``max_transitions`` transitions.
+        StepError: a step raised; the next ``resume`` retries it.
+        SetupError: setups failed (after every pending setup was tried).
+        Exception: whatever ``checkpoint`` raised.
+
+    On any error the ``State`` is left as at the last successful checkpoint.
+    """
+    await _Run(workflow, state, checkpoint, max_transitions).resume()
+
+
+async def handle_callback(req: CallbackRequest, workflow: Workflow, state: State, payload: Any) -> Any:
+    """Deliver the event ``req`` names to the thread parked on it, and return the reply.
+
+    The handler runs, the Wait's events are marked for teardown and the thread
+    is made ready; save the state, then call ``resume``.
+
+    Raises:
+        WorkflowFinishedError: the workflow is finished or cancelled.
+        CallbackNotFound: no thread is parked on that event.
+        StaleCallback: ``req.pc`` is set and differs from the parking's pc.
+        PayloadError: an ``OnEvent`` payload failed validation.
+        HandlerError: the handler raised (the cause is chained).
+        DefinitionError: the tree is invalid or lacks the Wait or event.
+
+    On any error the ``State`` is unchanged.
+    """
+    return await _Run(workflow, state).handle_callback(req, payload)
+
+
+async def cancel(
+    workflow: Workflow,
+    state: State,
+    checkpoint: Checkpoint,
+    *,
+    reason: str,
+    compensate: bool = False,
+) -> None:
+    """Cancel the workflow: tear down every parked event, set ``CANCELLED`` and ``reason``.
+
+    With ``compensate=True`` the compensations of the completed steps run
+    first, newest first, with a checkpoint after each, so that a cancel cut
+    short carries on where it stopped when called again.
+
+    Raises:
+        WorkflowFinishedError: the workflow is already finished or cancelled.
+        StepError: a compensation raised (``.step`` names its step).
+        DefinitionError: a completed step is no longer in the definition.
+    """
+    await _Run(workflow, state, checkpoint).cancel(reason, compensate)

@@ -1,0 +1,124 @@
+"""The stored state of a workflow instance.
+
+These pydantic models are everything the interpreter needs, besides the
+workflow's own data, to continue an instance later on any machine. They
+round-trip through ``model_dump_json()`` / ``model_validate_json()`` and are
+what a store saves beside the workflow data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MAIN_THREAD",
+    "CallbackRequest",
+    "State",
+    "Thread",
+    "ThreadStatus",
+    "WaitEvent",
+    "WaitEventStatus",
+    "WorkflowStatus",
+]
+
+MAIN_THREAD = "_main_"
+"""Id and name of the main thread, the one that runs the definition's root."""
+
+
+class WorkflowStatus(StrEnum):
+    """Where a workflow instance is in its life."""
+
+    RESUMING = "RESUMING"
+    """At least one thread can run: call ``resume``."""
+    WAITING = "WAITING"
+    """Every thread is parked on an event or a condition."""
+    FINISHED = "FINISHED"
+    """The main thread returned; no threads are left."""
+    CANCELLED = "CANCELLED"
+    """``cancel`` was called; ``State.reason`` says why."""
+
+
+class ThreadStatus(StrEnum):
+    """Where one thread is."""
+
+    EXECUTING = "EXECUTING"
+    """The thread is running (checkpoints taken while it runs show this)."""
+    RESUMING = "RESUMING"
+    """The thread can run: it continues after ``cur_step`` (or in ``cur_callback``)."""
+    WAITING_EVENT = "WAITING_EVENT"
+    """Parked on the ``Wait`` named ``cur_step``, listening for ``wait_events``."""
+    WAITING_CONDITION = "WAITING_CONDITION"
+    """Parked on the ``WaitFor`` named ``cur_step`` until its condition is true."""
+
+
+class WaitEventStatus(StrEnum):
+    """The life of one event a thread is (or was) parked on."""
+
+    PENDING_SETUP = "PENDING_SETUP"
+    SETUP = "SETUP"
+    PENDING_TEARDOWN = "PENDING_TEARDOWN"
+    SETUP_ERROR = "SETUP_ERROR"
+    TEARDOWN_ERROR = "TEARDOWN_ERROR"
+
+
+class CallbackRequest(BaseModel):
+    """Names one event of one parked thread.
+
+    A sender usually fills in only ``name``; ``thread_id`` chooses between
+    threads parked on the same event, and a non-zero ``pc`` makes the callback
+    apply only to that parking (an older one is stale). Handlers receive the
+    stored request, with every field filled in.
+    """
+
+    workflow_id: str = ""
+    thread_id: str = ""
+    name: str
+    pc: int = 0
+    setup_data: str = ""
+
+
+class WaitEvent(BaseModel):
+    """One event of a ``Wait`` a thread is parked on, with its handler's progress."""
+
+    type: str
+    req: CallbackRequest
+    status: WaitEventStatus = WaitEventStatus.PENDING_SETUP
+    handled: bool = False
+    error: str = ""
+
+
+class Thread(BaseModel):
+    """One logical thread: the main thread or one started by ``Go``."""
+
+    id: str
+    name: str
+    status: ThreadStatus = ThreadStatus.RESUMING
+    cur_step: str = ""
+    cur_callback: str = ""
+    wait_events: list[WaitEvent] = Field(default_factory=list)
+    pc: int = 0
+
+
+class State(BaseModel):
+    """Everything the interpreter stores about one workflow instance."""
+
+    model_config = ConfigDict(title="procflow State")
+
+    id: str
+    workflow: str
+    status: WorkflowStatus = WorkflowStatus.RESUMING
+    threads: list[Thread] = Field(default_factory=list)
+    pc: int = 0
+    completed: list[str] = Field(default_factory=list)
+    reason: str = ""
+
+    @classmethod
+    def new(cls, id: str, workflow: str) -> State:
+        """Return a fresh state whose only thread is the main thread, ready to run."""
+        return cls(
+            id=id,
+            workflow=workflow,
+            threads=[Thread(id=MAIN_THREAD, name=MAIN_THREAD)],
+        )

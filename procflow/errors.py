@@ -12,13 +12,19 @@ from typing import Any
 
 __all__ = [
     "CallbackNotFound",
+    "ConflictError",
+    "CorruptInstanceError",
     "DefinitionError",
+    "DuplicateInstanceError",
     "HandlerError",
+    "InstanceNotFound",
     "PayloadError",
     "ProcflowError",
     "SetupError",
     "StaleCallback",
     "StepError",
+    "StoreError",
+    "UnknownWorkflowError",
     "WorkflowFinishedError",
 ]
 
@@ -101,3 +107,34 @@ class HandlerError(ProcflowError):
 
 class WorkflowFinishedError(ProcflowError):
     """The workflow is finished or cancelled, so it cannot be resumed or called back."""
+
+
+class InstanceNotFound(ProcflowError):
+    """No stored instance has that id (or correlation id)."""
+
+
+class UnknownWorkflowError(ProcflowError):
+    """A workflow name that no class was registered for (``Engine(workflows=[...])``)."""
+
+
+class StoreError(ProcflowError):
+    """A store could not do what was asked; the subclasses say why."""
+
+
+class ConflictError(StoreError):
+    """The instance changed since it was loaded (optimistic concurrency).
+
+    Another process saved it first; nothing was written. Load it again and
+    retry, or give up: the engine retries where that is safe.
+    """
+
+
+class DuplicateInstanceError(StoreError):
+    """An instance with that id or correlation id already exists."""
+
+
+class CorruptInstanceError(StoreError):
+    """A stored instance cannot be decoded (bad JSON, or data that no longer validates).
+
+    The message names the instance; other instances are not affected.
+    """

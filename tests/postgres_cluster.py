@@ -1,0 +1,1 @@
+"""pytest plugin: a throwaway PostgreSQL cluster (filled in with the PostgreSQL store)."""

@@ -27,6 +27,10 @@ class Handler:
     """
 
     type: ClassVar[str] = "handler"
+    side_effects: ClassVar[bool] = True
+    """Whether ``setup``/``teardown`` act outside the workflow (register a webhook,
+    a timer). Their results are then committed before anything else runs; set it
+    to ``False`` for handlers whose setup and teardown only compute."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -115,6 +119,7 @@ class FunctionHandler(Handler):
     """The handler of an ``OnEvent``: validates the payload, then calls ``fn``."""
 
     type = "event"
+    side_effects = False
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.fn = fn

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from ._calling import call
+from .hooks import RunHooks
 from .errors import (
     CallbackNotFound,
     DefinitionError,
@@ -183,12 +184,14 @@ class _Run:
         state: State,
         checkpoint: Checkpoint | None = None,
         max_transitions: int = 10_000,
+        hooks: RunHooks | None = None,
     ) -> None:
         if not isinstance(state, State):
             raise TypeError(f"state must be a procflow.State, got {type(state).__name__}")
         self.workflow = workflow
         self.state = state
         self._checkpoint = checkpoint
+        self.hooks = hooks
         self.max_transitions = max_transitions
         self.transitions = 0
         # What a rollback to the last checkpoint needs: the fields of each model
@@ -487,13 +490,20 @@ class _Run:
 
     async def run_step(self, t: Thread, step: Step, frames: Frames) -> Frames:
         """Run ``step``, checkpoint and rebuild the tree; return the thread's frames in it."""
+        hooks = self.hooks
+        if hooks is not None:
+            await hooks.before_effect()
         try:
             result = step.action()
             if result is not None and inspect.isawaitable(result):
                 await result
         except Exception as e:
+            if hooks is not None:
+                hooks.transition("step_failed", step.name, t.id, _describe(e))
             raise StepError(step.name, t.id, e) from e
         name = step.name
+        if hooks is not None:
+            hooks.transition("step", name, t.id)
         values = self.count_transition(t)
         values["cur_step"] = name
         values["cur_callback"] = ""
@@ -576,10 +586,14 @@ class _Run:
 
     async def run_condition_handler(self, t: Thread, wait_for: WaitFor) -> None:
         """The condition of ``wait_for`` is true: run its handler, rebuild and checkpoint."""
+        if self.hooks is not None:
+            await self.hooks.before_effect()
         try:
             await call(wait_for.handler)  # type: ignore[arg-type]
         except Exception as e:
             raise StepError(wait_for.name, t.id, e, what="WaitFor handler") from e
+        if self.hooks is not None:
+            self.hooks.transition("condition", wait_for.name, t.id)
         self.count_transition(t)
         self.set(t, "cur_step", wait_for.name)
         if t.cur_callback:
@@ -624,6 +638,8 @@ class _Run:
     async def finish(self) -> None:
         """The main thread returned: tear down every parked event, drop the threads."""
         self.set(self.state, "status", WorkflowStatus.FINISHED)
+        if self.hooks is not None:
+            self.hooks.transition("finished")
         await self.teardown_all()
         self.set(self.state, "threads", [])
         await self.checkpoint(CheckpointType.AFTER_RESUME)
@@ -635,9 +651,13 @@ class _Run:
 
     async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool) -> None:
         handler = self.event_of(t, e).handler
+        if self.hooks is not None and handler.side_effects:
+            await self.hooks.before_effect()
         try:
             await call(handler.teardown, e.req, e.handled)
         except Exception as exc:
+            if self.hooks is not None:
+                self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
             logger.warning(
                 "teardown of event %r of thread %r of %r %r failed: %s",
                 e.req.name, t.id, self.state.workflow, self.state.id, exc,
@@ -647,6 +667,8 @@ class _Run:
                 self.set(e, "error", _describe(exc))
                 await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
                 return
+        if self.hooks is not None:
+            self.hooks.transition("teardown", e.req.name, t.id)
         self.set(t, "wait_events", [x for x in t.wait_events if x is not e])
         await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
 
@@ -672,6 +694,8 @@ class _Run:
                 if e.status not in (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR):
                     continue
                 handler = self.event_of(t, e).handler
+                if self.hooks is not None and handler.side_effects:
+                    await self.hooks.before_effect()
                 try:
                     data = await call(handler.setup, e.req)
                     if data is None:
@@ -685,7 +709,11 @@ class _Run:
                     failures.cause = failures.cause or exc
                     self.set(e, "status", WaitEventStatus.SETUP_ERROR)
                     self.set(e, "error", _describe(exc))
+                    if self.hooks is not None:
+                        self.hooks.transition("setup_error", e.req.name, t.id, _describe(exc))
                 else:
+                    if self.hooks is not None:
+                        self.hooks.transition("setup", e.req.name, t.id)
                     self.set(e.req, "setup_data", data)
                     self.set(e, "status", WaitEventStatus.SETUP)
                     if e.error:
@@ -755,6 +783,8 @@ class _Run:
         values = self.touch(state)
         values["pc"] += 1
         values["status"] = WorkflowStatus.RESUMING
+        if self.hooks is not None:
+            self.hooks.transition("event", req.name, thread.id)
         return reply
 
     # -- cancel --------------------------------------------------------------
@@ -772,6 +802,8 @@ class _Run:
             await self.teardown_all()
             self.set(state, "status", WorkflowStatus.CANCELLED)
             self.set(state, "reason", reason)
+            if self.hooks is not None:
+                self.hooks.transition("cancelled", detail=reason)
             self.set(state, "threads", [])
             await self.checkpoint(CheckpointType.AFTER_RESUME)
         except BaseException:
@@ -790,10 +822,14 @@ class _Run:
                     f"{self.state.workflow!r} {self.state.id!r} completed step {name!r}, but the "
                     "definition has no Step by that name with a compensate"
                 )
+            if self.hooks is not None:
+                await self.hooks.before_effect()
             try:
                 await call(step.compensate)
             except Exception as e:
                 raise StepError(name, MAIN_THREAD, e, what="compensation of step") from e
+            if self.hooks is not None:
+                self.hooks.transition("compensated", name)
             self.set(self.state, "completed", completed[:-1])
             completed = self.state.completed
             self.set(self.state, "pc", self.state.pc + 1)
@@ -815,12 +851,14 @@ async def resume(
     checkpoint: Checkpoint,
     *,
     max_transitions: int = 10_000,
+    hooks: RunHooks | None = None,
 ) -> None:
     """Run every thread of ``state`` until all are parked or the workflow finished.
 
     Pending teardowns run first, then the runnable threads, then the setups of
     the events of new Waits. ``checkpoint(kind)`` is called after each change
     of state; its last call reflects the state ``resume`` returns with.
+    ``hooks`` (optional) is told what happens and called before side effects.
 
     Raises:
         WorkflowFinishedError: the workflow is finished or cancelled.
@@ -832,10 +870,17 @@ async def resume(
 
     On any error the ``State`` is left as at the last successful checkpoint.
     """
-    await _Run(workflow, state, checkpoint, max_transitions).resume()
+    await _Run(workflow, state, checkpoint, max_transitions, hooks).resume()
 
 
-async def handle_callback(req: CallbackRequest, workflow: Workflow, state: State, payload: Any) -> Any:
+async def handle_callback(
+    req: CallbackRequest,
+    workflow: Workflow,
+    state: State,
+    payload: Any,
+    *,
+    hooks: RunHooks | None = None,
+) -> Any:
     """Deliver the event ``req`` names to the thread parked on it, and return the reply.
 
     The handler runs, the Wait's events are marked for teardown and the thread
@@ -851,7 +896,7 @@ async def handle_callback(req: CallbackRequest, workflow: Workflow, state: State
 
     On any error the ``State`` is unchanged.
     """
-    return await _Run(workflow, state).handle_callback(req, payload)
+    return await _Run(workflow, state, hooks=hooks).handle_callback(req, payload)
 
 
 async def cancel(
@@ -861,6 +906,7 @@ async def cancel(
     *,
     reason: str,
     compensate: bool = False,
+    hooks: RunHooks | None = None,
 ) -> None:
     """Cancel the workflow: tear down every parked event, set ``CANCELLED`` and ``reason``.
 
@@ -873,4 +919,4 @@ async def cancel(
         StepError: a compensation raised (``.step`` names its step).
         DefinitionError: a completed step is no longer in the definition.
     """
-    await _Run(workflow, state, checkpoint).cancel(reason, compensate)
+    await _Run(workflow, state, checkpoint, hooks=hooks).cancel(reason, compensate)

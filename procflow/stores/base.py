@@ -8,6 +8,7 @@ one transaction (one commit), checked against the version the caller loaded.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -123,6 +124,6 @@ class Store(Protocol):
         """
         ...
 
-    async def history(self, id: str) -> list[HistoryEntry]:
+    async def history(self, id: str) -> builtins.list[HistoryEntry]:
         """The instance's history, oldest first (empty for an unknown id)."""
         ...

@@ -1,0 +1,76 @@
+"""How the engine turns a registered workflow class into stored JSON and back."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .errors import CorruptInstanceError, DefinitionError
+from .state import State
+
+__all__ = ["WorkflowType"]
+
+
+class WorkflowType:
+    """A registered workflow class: its stored name and its JSON codec.
+
+    The workflow's data is the class (a dataclass or a pydantic model)
+    dumped with pydantic. Fields annotated ``State`` are not stored with the
+    data: the engine stores the ``State`` on its own and puts it back into
+    those fields when it loads an instance, so ``definition()`` may read it.
+    Such a field needs a default (e.g. ``field(default_factory=...)``).
+    """
+
+    def __init__(self, cls: type[Any], name: str | None = None) -> None:
+        if not callable(getattr(cls, "definition", None)):
+            raise DefinitionError(f"{cls.__qualname__} has no definition() method; it is not a workflow")
+        self.cls = cls
+        self.name = name or cls.__name__
+        try:
+            self.adapter: TypeAdapter[Any] = TypeAdapter(cls)
+        except Exception as e:
+            raise DefinitionError(
+                f"workflow {cls.__qualname__} must be a dataclass or a pydantic model that "
+                f"pydantic can serialise: {e}"
+            ) from e
+        self.state_fields = _state_fields(cls)
+
+    def encode(self, workflow: Any) -> str:
+        """The workflow's data as JSON, without its ``State`` fields."""
+        exclude = set(self.state_fields) or None
+        return self.adapter.dump_json(workflow, exclude=exclude).decode()
+
+    def decode(self, instance_id: str, data: str, state: State) -> Any:
+        """A workflow object from stored JSON, with ``state`` in its ``State`` fields.
+
+        Raises:
+            CorruptInstanceError: the data does not validate against the class.
+        """
+        try:
+            workflow = self.adapter.validate_json(data)
+        except ValidationError as e:
+            raise CorruptInstanceError(
+                f"instance {instance_id!r}: its stored data does not validate as workflow "
+                f"{self.name!r} ({e.error_count()} error(s): {e.errors(include_url=False)[:3]}); "
+                "repair the row or make the class accept it"
+            ) from e
+        self.attach(workflow, state)
+        return workflow
+
+    def attach(self, workflow: Any, state: State) -> None:
+        """Put ``state`` into the workflow's ``State`` fields."""
+        for name in self.state_fields:
+            object.__setattr__(workflow, name, state)
+
+
+def _state_fields(cls: type[Any]) -> tuple[str, ...]:
+    fields = getattr(cls, "model_fields", None)
+    if fields is not None:
+        return tuple(name for name, f in fields.items() if f.annotation is State)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        hints = getattr(cls, "__annotations__", {})
+    return tuple(name for name, hint in hints.items() if hint is State or hint == "State")

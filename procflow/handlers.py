@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from types import CodeType
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -70,17 +71,39 @@ class _Signature:
 
 
 # Keyed by code object: definitions are rebuilt often, and a lambda or a bound
-# method is a new object each time, while its code stays the same.
-_signatures: dict[CodeType | Callable[..., Any], _Signature] = {}
+# method is a new object each time, while its code stays the same. Keying by
+# code also keeps no user object alive.
+_signatures: dict[Hashable, _Signature] = {}
+
+
+def _cache_key(fn: Callable[..., Any]) -> Hashable | None:
+    if isinstance(fn, functools.partial):
+        inner = _cache_key(fn.func)
+        return None if inner is None else ("partial", inner, len(fn.args), tuple(sorted(fn.keywords)))
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is not None:
+        return code
+    call_code = getattr(getattr(type(fn), "__call__", None), "__code__", None)
+    return None if call_code is None else ("call", call_code)
 
 
 def _signature_of(fn: Callable[..., Any]) -> _Signature:
-    func = getattr(fn, "__func__", fn)
-    key = getattr(func, "__code__", func)
-    sig = _signatures.get(key)
+    key = _cache_key(fn)
+    sig = _signatures.get(key) if key is not None else None
     if sig is None:
-        sig = _signatures[key] = _inspect(fn)
+        sig = _inspect(fn)
+        if key is not None:
+            _signatures[key] = sig
     return sig
+
+
+def _annotated(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function whose annotations describe ``fn``'s parameters."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return fn
+    return type(fn).__call__  # type: ignore[no-any-return]
 
 
 def _inspect(fn: Callable[..., Any]) -> _Signature:
@@ -94,9 +117,8 @@ def _inspect(fn: Callable[..., Any]) -> _Signature:
         raise DefinitionError(f"OnEvent handler {fn!r}: cannot read its signature: {e}") from e
     if len(params) > 1:
         raise DefinitionError(f"OnEvent handler {fn!r} must take one argument, the payload")
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(_annotated(fn))
     except Exception as e:  # unresolvable forward reference, typically
         raise DefinitionError(
             f"OnEvent handler {fn!r}: cannot resolve its type hints ({e}); "
@@ -157,11 +179,11 @@ class FunctionHandler(Handler):
                 return sig.payload.validate_json(payload)
             return sig.payload.validate_python(payload)
         except ValidationError as e:
-            errors = e.errors(include_url=False, include_context=False)
+            errors = _jsonable(e)
             raise PayloadError(
                 f"invalid payload for {getattr(self.fn, '__qualname__', self.fn)!r}: "
                 f"{e.error_count()} error(s): {_summary(errors)}",
-                [dict(err) for err in errors],
+                errors,
             ) from e
 
     async def handle(self, req: CallbackRequest, payload: Any) -> Any:
@@ -169,6 +191,17 @@ class FunctionHandler(Handler):
         if _signature_of(self.fn).takes_payload:
             return await call(self.fn, value)
         return await call(self.fn)
+
+
+def _jsonable(error: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as plain JSON values: inputs may be bytes (even invalid UTF-8) or objects."""
+    raw = error.errors(include_url=False)
+    for item in raw:
+        value = item.get("input")
+        if isinstance(value, (bytes, bytearray)):
+            item["input"] = bytes(value).decode("utf-8", "replace")
+    result: list[dict[str, Any]] = json.loads(json.dumps(raw, default=str))
+    return result
 
 
 def _summary(errors: list[Any]) -> str:

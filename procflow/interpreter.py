@@ -23,10 +23,8 @@ since is undone before the error propagates.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -169,12 +167,6 @@ def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
     raise DefinitionError(f"{type(jump).__name__}() outside a For loop in thread {thread.id!r}")
 
 
-# The position index of the last tree of each workflow class that was validated.
-# A rebuilt tree of the same shape has the same paths; ``locate`` checks the
-# name it finds there and indexes (and so validates) again when the shape changed.
-_paths_by_class: weakref.WeakKeyDictionary[type, dict[str, Path]] = weakref.WeakKeyDictionary()
-
-
 class _Run:
     """One call of ``resume``, ``handle_callback`` or ``cancel``."""
 
@@ -275,11 +267,7 @@ class _Run:
         self.root = root
         self.loops_entered.clear()
         if not self.paths:
-            paths = _paths_by_class.get(type(self.workflow))
-            if paths is None:
-                self.reindex()
-            else:
-                self.paths = paths
+            self.reindex()  # validate first; later builds of this run are checked by locate
 
     def reindex(self) -> None:
         """Validate the current tree and map its position names to paths."""
@@ -287,8 +275,6 @@ class _Run:
             self.paths = index(self.root)
         except DefinitionError as e:
             raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
-        with contextlib.suppress(TypeError):  # a class that can't be weakly referenced isn't cached
-            _paths_by_class[type(self.workflow)] = self.paths
 
     def descend(self, path: Path) -> tuple[Frames, Stmt | None]:
         frames: Frames = []
@@ -392,6 +378,7 @@ class _Run:
 
     async def run_thread(self, t: Thread) -> None:
         """Run one thread until it parks or ends."""
+        self.loops_entered.clear()  # another thread's iterations say nothing about this one's
         values = self.count_transition(t)
         values["status"] = ThreadStatus.EXECUTING
         frames: Frames
@@ -452,6 +439,8 @@ class _Run:
                 return _PARKED
             if node.handler is not None:
                 await self.run_condition_handler(t, node)
+                if self.cond_waiters:
+                    await self.check_conditions()
                 frames[:] = self.locate(node.name, WaitFor, t)[0]
             return _advance(frames)
         if isinstance(node, Go):
@@ -625,23 +614,27 @@ class _Run:
             self.finished = True
             return
         if t.wait_events:
-            for e in t.wait_events:
-                logger.warning(
-                    "thread %r of %r %r ended with event %r not torn down (%s)",
-                    t.id, self.state.workflow, self.state.id, e.req.name, e.error,
-                )
+            # Failed teardowns outlive their thread: the main thread keeps them
+            # for the next resume to retry (teardown looks handlers up by name).
+            main = next(m for m in self.state.threads if m.id == MAIN_THREAD)
+            self.set(main, "wait_events", [*main.wait_events, *t.wait_events])
         threads = self.state.threads
         i = next(i for i, other in enumerate(threads) if other is t)
         self.set(self.state, "threads", threads[:i] + threads[i + 1 :])
         self.thread_ids.discard(t.id)
 
     async def finish(self) -> None:
-        """The main thread returned: tear down every parked event, drop the threads."""
+        """The main thread returned: tear down every parked event, drop the threads.
+
+        The status becomes FINISHED only after the teardowns, so that a crash
+        among them leaves a runnable state whose next resume finishes again
+        and tears down the rest.
+        """
+        await self.teardown_all()
         self.set(self.state, "status", WorkflowStatus.FINISHED)
+        self.set(self.state, "threads", [])
         if self.hooks is not None:
             self.hooks.transition("finished")
-        await self.teardown_all()
-        self.set(self.state, "threads", [])
         await self.checkpoint(CheckpointType.AFTER_RESUME)
 
     # -- events --------------------------------------------------------------
@@ -815,9 +808,11 @@ class _Run:
         completed = self.state.completed
         while completed:
             name = completed[-1]
-            path = self.paths.get(name)
-            step = self.descend(path)[1] if path is not None else None
-            if not isinstance(step, Step) or step.name != name or step.compensate is None:
+            try:
+                _, step = self.locate(name, Step, _COMPENSATING)
+            except DefinitionError:
+                step = None
+            if step is None or step.compensate is None:
                 raise DefinitionError(
                     f"{self.state.workflow!r} {self.state.id!r} completed step {name!r}, but the "
                     "definition has no Step by that name with a compensate"
@@ -835,6 +830,10 @@ class _Run:
             self.set(self.state, "pc", self.state.pc + 1)
             self.build()
             await self.checkpoint(CheckpointType.AFTER_STEP)
+
+
+# Stands for the thread in messages about compensations, which belong to no thread.
+_COMPENSATING = Thread(id=MAIN_THREAD, name=MAIN_THREAD)
 
 
 class _Failures(dict[tuple[str, str], str]):

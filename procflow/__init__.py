@@ -16,6 +16,7 @@ from .errors import (
     StepError,
     WorkflowFinishedError,
 )
+from .export import DEFINITION_SCHEMA, STATE_SCHEMA, ExportError, to_json, to_mermaid
 from .handlers import Handler
 from .interpreter import Checkpoint, CheckpointType, Workflow, cancel, handle_callback, resume
 from .state import (
@@ -54,7 +55,9 @@ from .waitgroup import WaitGroup
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFINITION_SCHEMA",
     "MAIN_THREAD",
+    "STATE_SCHEMA",
     "Break",
     "CallbackNotFound",
     "CallbackRequest",
@@ -64,6 +67,7 @@ __all__ = [
     "Continue",
     "Default",
     "DefinitionError",
+    "ExportError",
     "For",
     "Go",
     "Handler",
@@ -96,6 +100,8 @@ __all__ = [
     "cancel",
     "handle_callback",
     "resume",
+    "to_json",
+    "to_mermaid",
     "validate",
     "walk",
 ]

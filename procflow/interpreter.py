@@ -33,7 +33,6 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from ._calling import call
-from .hooks import RunHooks
 from .errors import (
     CallbackNotFound,
     DefinitionError,
@@ -44,6 +43,7 @@ from .errors import (
     StepError,
     WorkflowFinishedError,
 )
+from .hooks import RunHooks
 from .state import (
     MAIN_THREAD,
     CallbackRequest,

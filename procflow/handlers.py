@@ -83,7 +83,7 @@ def _cache_key(fn: Callable[..., Any]) -> Hashable | None:
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     if code is not None:
         return code
-    call_code = getattr(type(fn).__dict__.get("__call__"), "__code__", None)
+    call_code = getattr(inspect.getattr_static(type(fn), "__call__", None), "__code__", None)
     return None if call_code is None else ("call", call_code)
 
 

@@ -6,8 +6,9 @@ import functools
 import inspect
 import json
 import typing
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +39,7 @@ class Handler:
         if "type" not in cls.__dict__:
             cls.type = cls.__name__
 
-    def setup(self, req: CallbackRequest) -> str:
+    def setup(self, req: CallbackRequest) -> str | Awaitable[str]:
         """Start listening for the event (register a webhook, a timer, ...).
 
         Runs when a thread parks on the Wait. The returned string is kept in
@@ -56,7 +57,7 @@ class Handler:
         """
         return None
 
-    def teardown(self, req: CallbackRequest, handled: bool) -> None:
+    def teardown(self, req: CallbackRequest, handled: bool) -> Awaitable[None] | None:
         """Stop listening; ``handled`` tells whether this event was the one delivered."""
         return None
 
@@ -80,7 +81,7 @@ def _cache_key(fn: Callable[..., Any]) -> Hashable | None:
     if isinstance(fn, functools.partial):
         inner = _cache_key(fn.func)
         return None if inner is None else ("partial", inner, len(fn.args), tuple(sorted(fn.keywords)))
-    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    code: CodeType | None = getattr(getattr(fn, "__func__", fn), "__code__", None)
     if code is not None:
         return code
     call_code = getattr(inspect.getattr_static(type(fn), "__call__", None), "__code__", None)
@@ -103,7 +104,8 @@ def _annotated(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn = fn.func
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         return fn
-    return type(fn).__call__  # type: ignore[no-any-return]
+    call: Callable[..., Any] = type(fn).__call__
+    return call
 
 
 def _inspect(fn: Callable[..., Any]) -> _Signature:
@@ -143,7 +145,7 @@ class FunctionHandler(Handler):
     type = "event"
     side_effects = False
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
     @property
@@ -167,16 +169,26 @@ class FunctionHandler(Handler):
     def validate(self, payload: Any) -> Any:
         """Return ``payload`` validated against the payload type.
 
-        ``str`` and ``bytes`` are parsed as JSON; anything else is validated
-        as a Python object.
+        ``str`` and ``bytes`` are parsed as JSON, except that a ``str`` that is
+        not JSON is taken as it is when the payload type accepts a string
+        (so ``"ann"`` and ``'"ann"'`` both give ``"ann"``). Anything else is
+        validated as a Python object. A function without a payload parameter
+        ignores the payload.
 
         Raises:
             PayloadError: the payload does not validate; ``.errors`` lists why.
         """
         sig = _signature_of(self.fn)
+        if not sig.takes_payload:
+            return None
         try:
             if isinstance(payload, (str, bytes, bytearray)):
-                return sig.payload.validate_json(payload)
+                try:
+                    return sig.payload.validate_json(payload)
+                except ValidationError as e:
+                    if not isinstance(payload, str) or e.errors()[0]["type"] != "json_invalid":
+                        raise
+                    return sig.payload.validate_python(payload)
             return sig.payload.validate_python(payload)
         except ValidationError as e:
             errors = _jsonable(e)

@@ -357,6 +357,8 @@ class _Run:
                     self.queue.append(t)
                 elif t.status == ThreadStatus.WAITING_CONDITION:
                     self.cond_waiters.append(t)
+                elif t.status == ThreadStatus.WAITING_EVENT:
+                    self.check_parked(t)
             if self.queue and state.status != WorkflowStatus.RESUMING:
                 self.set(state, "status", WorkflowStatus.RESUMING)
             await self.check_conditions()
@@ -467,6 +469,13 @@ class _Run:
                 frames.append((switch, i))
                 return _enter(frames, case)
         return _advance(frames)
+
+    def check_parked(self, t: Thread) -> None:
+        """The definition must still have the Wait a thread is parked on, with its events."""
+        _, wait = self.locate(t.cur_step, Wait, t)
+        for e in t.wait_events:
+            if e.status in _PARKED_EVENT:
+                self.event_index(wait, e.req.name, t)
 
     def event_index(self, wait: Wait, name: str, t: Thread) -> int:
         for i, on in enumerate(wait.events):

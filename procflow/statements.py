@@ -300,13 +300,13 @@ class OnEvent(On):
 
     __slots__ = ()
 
-    def __init__(self, name: str, fn: Callable[[Any], Any], *stmts: Stmt) -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], *stmts: Stmt) -> None:
         if not callable(fn):
             raise DefinitionError(f"OnEvent {name!r}: fn must be callable, got {fn!r}")
         super().__init__(name, FunctionHandler(fn), *stmts)
 
     @property
-    def fn(self) -> Callable[[Any], Any]:
+    def fn(self) -> Callable[..., Any]:
         """The function that handles the event."""
         return self.handler.fn  # type: ignore[attr-defined, no-any-return]
 

@@ -5,19 +5,28 @@ the interpreter walks it, parks threads on events, and hands every change of
 state to a checkpoint callback so the instance can live in any store.
 """
 
+from .engine import Engine
 from .errors import (
     CallbackNotFound,
+    ConflictError,
+    CorruptInstanceError,
     DefinitionError,
+    DuplicateInstanceError,
     HandlerError,
+    InstanceNotFound,
     PayloadError,
     ProcflowError,
     SetupError,
     StaleCallback,
     StepError,
+    StoreError,
+    UnknownWorkflowError,
     WorkflowFinishedError,
 )
 from .export import DEFINITION_SCHEMA, STATE_SCHEMA, ExportError, to_json, to_mermaid
 from .handlers import Handler
+from .hooks import RunHooks
+from .instance import Instance, InstanceSummary, Parking
 from .interpreter import Checkpoint, CheckpointType, Workflow, cancel, handle_callback, resume
 from .state import (
     MAIN_THREAD,
@@ -50,6 +59,7 @@ from .statements import (
     validate,
     walk,
 )
+from .stores import HistoryEntry, InstanceRecord, MemoryStore, PostgresStore, SQLiteStore, Store, open_store
 from .waitgroup import WaitGroup
 
 __version__ = "0.1.0"
@@ -64,21 +74,35 @@ __all__ = [
     "Case",
     "Checkpoint",
     "CheckpointType",
+    "ConflictError",
     "Continue",
+    "CorruptInstanceError",
     "Default",
     "DefinitionError",
+    "DuplicateInstanceError",
+    "Engine",
     "ExportError",
     "For",
     "Go",
     "Handler",
     "HandlerError",
+    "HistoryEntry",
     "If",
+    "Instance",
+    "InstanceNotFound",
+    "InstanceRecord",
+    "InstanceSummary",
+    "MemoryStore",
     "On",
     "OnEvent",
+    "Parking",
     "PayloadError",
+    "PostgresStore",
     "ProcflowError",
     "Return",
+    "RunHooks",
     "S",
+    "SQLiteStore",
     "Section",
     "SetupError",
     "StaleCallback",
@@ -86,9 +110,12 @@ __all__ = [
     "Step",
     "StepError",
     "Stmt",
+    "Store",
+    "StoreError",
     "Switch",
     "Thread",
     "ThreadStatus",
+    "UnknownWorkflowError",
     "Wait",
     "WaitEvent",
     "WaitEventStatus",
@@ -99,6 +126,7 @@ __all__ = [
     "WorkflowStatus",
     "cancel",
     "handle_callback",
+    "open_store",
     "resume",
     "to_json",
     "to_mermaid",

@@ -25,6 +25,7 @@ side effect, or at the end of the operation).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -367,11 +368,7 @@ class Engine:
         Pages through the store ``page_size`` rows at a time. A row that
         cannot be decoded is listed with its ``error`` set.
         """
-        statuses: str | Sequence[str] | None
-        if status is None or isinstance(status, str):
-            statuses = status
-        else:
-            statuses = [str(s) for s in status]
+        statuses = status if status is None or isinstance(status, str) else [str(s) for s in status]
         after: str | None = None
         while True:
             page = await self.store.list(workflow=workflow, status=statuses, after=after, limit=page_size)
@@ -476,7 +473,6 @@ class Engine:
 
     async def _save_failure(self, session: _Session) -> None:
         """After a failed step or setup: save what was done and the history of the failure."""
-        try:
+        # On a conflict someone else saved; the failure shows again when they resume.
+        with contextlib.suppress(ConflictError):
             await session.commit_if_changed()
-        except ConflictError:
-            pass  # someone else saved; the failure will show again when they resume

@@ -389,6 +389,7 @@ def index(definition: Stmt) -> dict[str, Path]:
     """
     if not isinstance(definition, Stmt):
         raise DefinitionError(f"a definition must be a statement (usually S(...)), got {definition!r}")
+    _check_placement(None, definition)
     paths: dict[str, Path] = {}
     # (statement, its path, whether it is inside a For of its own thread)
     stack: list[tuple[Stmt, Path, bool]] = [(definition, (), False)]
@@ -411,10 +412,20 @@ def index(definition: Stmt) -> dict[str, Path]:
                 kid = kids[i]
                 if not isinstance(kid, Stmt):
                     raise _bad_child(stmt, kid)
+                _check_placement(stmt, kid)
                 stack.append((kid, (*path, i), in_loop))
         elif isinstance(stmt, _Jump) and not in_loop:
             raise DefinitionError(f"invalid definition: {type(stmt).__name__}() outside a For loop")
     return paths
+
+
+def _check_placement(parent: Stmt | None, stmt: Stmt) -> None:
+    """Events belong in a Wait and cases in a Switch, and nowhere else."""
+    if isinstance(stmt, On) and not isinstance(parent, Wait):
+        raise DefinitionError(f"invalid definition: event {stmt.name!r} is not inside a Wait")
+    if isinstance(stmt, Case) and not isinstance(parent, Switch):
+        kind = type(stmt).__name__
+        raise DefinitionError(f"invalid definition: {kind} {stmt.name!r} is not inside a Switch (or If)")
 
 
 def validate(definition: Stmt) -> None:

@@ -15,7 +15,10 @@ class Approval:
     def definition(self) -> pf.Section:
         return pf.S(
             pf.Step("reserve", lambda: self.log.append("reserve")),
-            pf.Wait("decision", pf.OnEvent("approve", self.on_approve, pf.Step("ship", lambda: self.log.append("ship")))),
+            pf.Wait(
+                "decision",
+                pf.OnEvent("approve", self.on_approve, pf.Step("ship", lambda: self.log.append("ship"))),
+            ),
         )
 
     def on_approve(self, who: str) -> str:

@@ -1,0 +1,231 @@
+"""The ``procflow`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from ..engine import Engine
+from ..errors import ProcflowError
+from ..stores import open_store
+from .demo import DemoOrder, run_demo
+from .table import Style, render_table
+
+__all__ = ["main"]
+
+DEFAULT_DB = "sqlite:///procflow.db"
+
+
+class CommandError(ProcflowError):
+    """A command-line argument that cannot be used (a bad --app, JSON payload, ...)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procflow",
+        description="Run and inspect procflow workflow instances.",
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        help=f"store URL: sqlite:///path.db, postgresql://..., memory:// "
+        f"(default: $PROCFLOW_DB, the --app engine's store, or {DEFAULT_DB})",
+    )
+    parser.add_argument(
+        "--app",
+        default=None,
+        metavar="MODULE:ENGINE",
+        help="an Engine (or a function returning one) whose workflow classes to register",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("demo", help="start, approve and deny demo orders (run it twice)")
+
+    p = commands.add_parser("list", help="list stored instances")
+    p.add_argument("--workflow", help="only this workflow name")
+    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many rows")
+
+    p = commands.add_parser("show", help="show one instance: state, data and history")
+    p.add_argument("id", help="instance id or correlation id")
+
+    p = commands.add_parser("send", help="deliver an event to an instance")
+    p.add_argument("id", help="instance id or correlation id")
+    p.add_argument("event", help="event name")
+    p.add_argument("payload", nargs="?", default=None, help="the payload as JSON")
+    p.add_argument("--thread", default="", help="thread id, to choose between threads")
+
+    p = commands.add_parser("cancel", help="cancel an instance")
+    p.add_argument("id", help="instance id or correlation id")
+    p.add_argument("--reason", required=True, help="why (stored with the instance)")
+    p.add_argument("--compensate", action="store_true", help="undo completed steps first")
+
+    p = commands.add_parser("graph", help="print a workflow's definition as a Mermaid flowchart")
+    p.add_argument("target", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
+    return parser
+
+
+def _import(target: str, what: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise CommandError(f"{what} must look like module.path:name, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise CommandError(f"cannot import {module_name!r} for {what}: {e}") from e
+    finally:
+        sys.path.pop(0)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise CommandError(f"module {module_name!r} has no {attr!r} (from {what} {target!r})") from None
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    app: Engine | None = None
+    if args.app:
+        app = _import(args.app, "--app")
+        if callable(app) and not isinstance(app, Engine):
+            app = app()
+        if not isinstance(app, Engine):
+            raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
+    url = args.db or os.environ.get("PROCFLOW_DB")
+    store = open_store(url) if url else app.store if app else open_store(DEFAULT_DB)
+    engine = Engine(store, app.workflows if app else {})
+    if "DemoOrder" not in engine.workflows:
+        engine.register(DemoOrder)
+    return engine
+
+
+def _describe_store(args: argparse.Namespace) -> str:
+    url = args.db or os.environ.get("PROCFLOW_DB") or DEFAULT_DB
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+async def _run(args: argparse.Namespace, style: Style) -> None:
+    if args.command == "graph":
+        _graph(args.target)
+        return
+    async with _engine(args) as engine:
+        if args.command == "demo":
+            await run_demo(engine, where=_describe_store(args), style=style)
+        elif args.command == "list":
+            await _list(engine, args, style)
+        elif args.command == "show":
+            await _show(engine, args.id, style)
+        elif args.command == "send":
+            payload = None
+            if args.payload is not None:
+                try:
+                    payload = json.loads(args.payload)
+                except json.JSONDecodeError as e:
+                    raise CommandError(f"the payload is not valid JSON: {e}") from e
+            reply = await engine.send(args.id, args.event, payload, thread_id=args.thread)
+            print(json.dumps(reply, default=str) if reply is not None else "delivered")
+            inst = await engine.get(args.id)
+            print(f"{inst.id}: {style.status(inst.status.value)}")
+        elif args.command == "cancel":
+            inst = await engine.cancel(args.id, reason=args.reason, compensate=args.compensate)
+            print(f"{inst.id}: {style.status(inst.status.value)} ({inst.state.reason})")
+
+
+async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:
+    rows = []
+    async for s in engine.list(workflow=args.workflow, status=args.status):
+        rows.append(
+            [
+                s.id,
+                s.workflow,
+                s.status,
+                s.describe_parked() or (s.error or "-"),
+                s.correlation_id or "-",
+                _when(s.updated_at),
+            ]
+        )
+        if args.limit is not None and len(rows) >= args.limit:
+            break
+    if not rows:
+        print("no instances")
+        return
+    print(
+        render_table(
+            ["ID", "WORKFLOW", "STATUS", "PARKED AT", "CORRELATION ID", "UPDATED"],
+            rows,
+            style,
+            status_column=2,
+        )
+    )
+
+
+async def _show(engine: Engine, key: str, style: Style) -> None:
+    inst = await engine.get(key)
+    print(f"{style.bold(inst.id)}  {inst.workflow}  {style.status(inst.status.value)}")
+    print(f"  correlation id  {inst.correlation_id or '-'}")
+    print(f"  version         {inst.version}")
+    print(f"  created         {_when(inst.created_at)}")
+    print(f"  updated         {_when(inst.updated_at)}")
+    print(f"  parked at       {'; '.join(str(p) for p in inst.parked) or '-'}")
+    print(f"  accepts         {', '.join(inst.accepts) or '-'}")
+    if inst.state.reason:
+        print(f"  reason          {inst.state.reason}")
+    print(f"  completed       {', '.join(inst.state.completed) or '-'}")
+    data = json.loads(engine.dump_data(inst))
+    print(style.bold("data"))
+    print("  " + json.dumps(data, indent=2).replace("\n", "\n  "))
+    print(style.bold("history"))
+    rows = [
+        [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail]
+        for h in await engine.history(inst.id)
+    ]
+    print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
+
+
+def _graph(target: str) -> None:
+    from ..export import to_mermaid
+
+    obj = _import(target, "graph")
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except TypeError as e:
+            raise CommandError(
+                f"graph needs {target} to be constructible without arguments ({e}); "
+                "point it at a module-level instance or a function returning one instead"
+            ) from e
+    elif callable(obj) and not hasattr(obj, "definition"):
+        obj = obj()
+    if not callable(getattr(obj, "definition", None)):
+        raise CommandError(f"{target} is not a workflow (it has no definition())")
+    print(to_mermaid(obj.definition()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``procflow`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    style = Style(sys.stdout)
+    try:
+        anyio.run(_run, args, style)
+    except ProcflowError as e:
+        print(f"procflow: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (procflow ... | head): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return 0

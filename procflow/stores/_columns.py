@@ -1,0 +1,93 @@
+"""Reading stored columns defensively, and the stores' millisecond clock.
+
+A row may hold anything: a hand-edited file, a foreign tool, a disk error.
+The stores turn whatever a column holds into the type the record needs and
+leave the judgement (bad JSON, unknown workflow) to the engine, so one bad
+row never takes a listing or the store down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .base import InstanceRecord
+
+__all__ = [
+    "COLUMNS",
+    "as_float_seconds",
+    "as_int",
+    "as_optional_text",
+    "as_text",
+    "now_ms",
+    "record_from_row",
+    "to_ms",
+]
+
+
+COLUMNS = "id, workflow, status, data, state, version, correlation_id, created_at, updated_at"
+"""The columns, in the order :func:`record_from_row` reads them."""
+
+
+def now_ms() -> int:
+    """The current time in whole milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def to_ms(seconds: float) -> int:
+    """A Unix timestamp in seconds, rounded to whole milliseconds."""
+    return round(seconds * 1000)
+
+
+def as_text(value: object) -> str:
+    """A column as text: bytes are decoded leniently, ``NULL`` becomes ``""``."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def as_optional_text(value: object) -> str | None:
+    """Like :func:`as_text`, but ``NULL`` stays ``None``."""
+    return None if value is None else as_text(value)
+
+
+def as_int(value: object) -> int:
+    """A column as an integer; anything that is not one becomes 0."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(as_text(value))
+    except ValueError:
+        return 0
+
+
+def as_float_seconds(value: object) -> float:
+    """A millisecond column as Unix seconds; anything that is not a number becomes 0.0."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / 1000
+    try:
+        return float(as_text(value)) / 1000
+    except ValueError:
+        return 0.0
+
+
+def record_from_row(row: Sequence[object]) -> InstanceRecord:
+    """The record of a row of :data:`COLUMNS`, whatever the columns hold."""
+    id, workflow, status, data, state, version, correlation_id, created_at, updated_at = row
+    return InstanceRecord(
+        id=as_text(id),
+        workflow=as_text(workflow),
+        status=as_text(status),
+        data=as_text(data),
+        state=as_text(state),
+        version=as_int(version),
+        correlation_id=as_optional_text(correlation_id),
+        created_at=as_float_seconds(created_at),
+        updated_at=as_float_seconds(updated_at),
+    )

@@ -1,0 +1,40 @@
+"""The errors every store raises, worded alike."""
+
+from __future__ import annotations
+
+from ..errors import ConflictError, DuplicateInstanceError, InstanceNotFound
+
+__all__ = ["conflict", "correlation_not_found", "duplicate_correlation", "duplicate_id", "not_found"]
+
+
+def not_found(id: str) -> InstanceNotFound:
+    """No instance has this id."""
+    return InstanceNotFound(f"no instance has id {id!r}: check the id, or look it up by correlation id")
+
+
+def correlation_not_found(correlation_id: str) -> InstanceNotFound:
+    """No instance has this correlation id."""
+    return InstanceNotFound(
+        f"no instance has correlation id {correlation_id!r}: check it, or look the instance up by its id"
+    )
+
+
+def conflict(id: str, loaded: int, stored: object) -> ConflictError:
+    """The instance was saved by someone else since version ``loaded`` was read."""
+    return ConflictError(
+        f"instance {id!r} changed since it was loaded (loaded version {loaded}, stored version {stored}): "
+        "someone else saved it first; load it again and retry"
+    )
+
+
+def duplicate_id(id: str) -> DuplicateInstanceError:
+    """The id is taken."""
+    return DuplicateInstanceError(f"an instance with id {id!r} already exists: choose another id")
+
+
+def duplicate_correlation(correlation_id: str, owner: str, id: str) -> DuplicateInstanceError:
+    """The correlation id belongs to instance ``owner``, so instance ``id`` cannot have it."""
+    return DuplicateInstanceError(
+        f"correlation id {correlation_id!r} already belongs to instance {owner!r}: "
+        f"instance {id!r} needs another one"
+    )

@@ -1,0 +1,49 @@
+"""The PostgreSQL store's schema and migrations.
+
+The schema version lives in ``procflow_schema``. Upgrades run in one
+transaction under an advisory lock, so processes that open a fresh or old
+database at the same moment take turns and the later ones find nothing to do.
+"""
+
+from __future__ import annotations
+
+from ._migrations import Migration
+
+__all__ = ["ADVISORY_LOCK", "CREATE_VERSION_TABLE", "MIGRATIONS"]
+
+ADVISORY_LOCK = 0x70726F63666C6F77
+"""The key of the advisory lock held while migrating ("procflow" in ASCII)."""
+
+CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS procflow_schema (version integer NOT NULL)"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "instances and their history",
+        (
+            # Ids sort by code point ("C"), as in SQLite and in memory, so
+            # paging by id gives the same pages whatever the database locale.
+            # ``k`` is what history rows point at: never reused, and small.
+            """CREATE TABLE procflow_instance (
+                k bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id text COLLATE "C" NOT NULL UNIQUE,
+                workflow text NOT NULL,
+                status text NOT NULL,
+                correlation_id text UNIQUE,
+                version integer NOT NULL,
+                created_at bigint NOT NULL,
+                updated_at bigint NOT NULL,
+                data text NOT NULL,
+                state text NOT NULL
+            )""",
+            "CREATE INDEX procflow_instance_status ON procflow_instance (status, id)",
+            """CREATE TABLE procflow_history (
+                k bigint NOT NULL,
+                version integer NOT NULL,
+                at bigint NOT NULL,
+                entries text NOT NULL,
+                PRIMARY KEY (k, version)
+            )""",
+        ),
+    ),
+)

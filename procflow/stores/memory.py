@@ -1,0 +1,174 @@
+"""``MemoryStore``: instances in a dict, for tests and examples."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Sequence
+from types import TracebackType
+
+import anyio.lowlevel
+
+from ._columns import now_ms, to_ms
+from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._listing import check_limit, status_filter
+from .base import HistoryEntry, InstanceRecord
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keeps instances in memory, with the same rules as the database stores.
+
+    Versions, conflicts, unique ids and correlation ids, filters, paging and
+    history behave as in ``SQLiteStore``, timestamps included (whole
+    milliseconds). Nothing survives the process; ``close`` keeps the data, so
+    the store can be opened again. Every method yields to the event loop
+    once, like a real store, and is atomic.
+    """
+
+    def __init__(self) -> None:
+        self._instances: dict[str, InstanceRecord] = {}
+        self._by_correlation: dict[str, str] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._instances)} instances)"
+
+    async def __aenter__(self) -> MemoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Nothing to connect to. Idempotent."""
+
+    async def close(self) -> None:
+        """Nothing to release; the instances stay. Idempotent."""
+
+    async def insert(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Store a new instance with its first history lines.
+
+        The store sets ``version`` to 1 and both timestamps to now.
+
+        Raises:
+            DuplicateInstanceError: the id or the correlation id is taken.
+        """
+        await anyio.lowlevel.checkpoint()
+        if record.id in self._instances:
+            raise duplicate_id(record.id)
+        self._check_correlation(record)
+        now = now_ms() / 1000
+        stored = dataclasses.replace(record, version=1, created_at=now, updated_at=now)
+        self._save(stored, None)
+        self._history[record.id] = [_rounded(entry) for entry in history]
+        return stored
+
+    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Replace an instance and append history lines, if it is still at ``record.version``.
+
+        Stores ``version + 1``; every field is replaced (``None`` clears the
+        correlation id) except ``created_at``.
+
+        Raises:
+            ConflictError: the stored version differs (someone else saved first).
+            InstanceNotFound: there is no instance with this id.
+            DuplicateInstanceError: the new correlation id belongs to another instance.
+        """
+        await anyio.lowlevel.checkpoint()
+        current = self._instances.get(record.id)
+        if current is None:
+            raise not_found(record.id)
+        if current.version != record.version:
+            raise conflict(record.id, record.version, current.version)
+        self._check_correlation(record)
+        stored = dataclasses.replace(
+            record, version=record.version + 1, created_at=current.created_at, updated_at=now_ms() / 1000
+        )
+        self._save(stored, current)
+        self._history[record.id].extend(_rounded(entry) for entry in history)
+        return stored
+
+    async def get(self, id: str) -> InstanceRecord:
+        """The instance with this id.
+
+        Raises:
+            InstanceNotFound: there is none.
+        """
+        await anyio.lowlevel.checkpoint()
+        try:
+            return self._instances[id]
+        except KeyError:
+            raise not_found(id) from None
+
+    async def find(self, correlation_id: str) -> InstanceRecord:
+        """The instance with this correlation id.
+
+        Raises:
+            InstanceNotFound: there is none.
+        """
+        await anyio.lowlevel.checkpoint()
+        try:
+            return self._instances[self._by_correlation[correlation_id]]
+        except KeyError:
+            raise correlation_not_found(correlation_id) from None
+
+    async def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[InstanceRecord]:
+        """Instances ordered by id, filtered by workflow name and status.
+
+        Pass the last id of a page as ``after`` to get the next one.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+        """
+        check_limit(limit)
+        await anyio.lowlevel.checkpoint()
+        statuses = status_filter(status)
+        page: list[InstanceRecord] = []
+        for id in sorted(self._instances):
+            record = self._instances[id]
+            if after is not None and id <= after:
+                continue
+            if workflow is not None and record.workflow != workflow:
+                continue
+            if statuses is not None and record.status not in statuses:
+                continue
+            page.append(record)
+            if len(page) == limit:
+                break
+        return page
+
+    async def history(self, id: str) -> builtins.list[HistoryEntry]:
+        """The instance's history, oldest first (empty for an unknown id)."""
+        await anyio.lowlevel.checkpoint()
+        return list(self._history.get(id, ()))
+
+    def _check_correlation(self, record: InstanceRecord) -> None:
+        if record.correlation_id is None:
+            return
+        owner = self._by_correlation.get(record.correlation_id)
+        if owner is not None and owner != record.id:
+            raise duplicate_correlation(record.correlation_id, owner, record.id)
+
+    def _save(self, stored: InstanceRecord, previous: InstanceRecord | None) -> None:
+        if previous is not None and previous.correlation_id is not None:
+            del self._by_correlation[previous.correlation_id]
+        if stored.correlation_id is not None:
+            self._by_correlation[stored.correlation_id] = stored.id
+        self._instances[stored.id] = stored
+
+
+def _rounded(entry: HistoryEntry) -> HistoryEntry:
+    """The entry as the database stores keep it: to the millisecond."""
+    return dataclasses.replace(entry, at=to_ms(entry.at) / 1000)

@@ -1,0 +1,370 @@
+"""``PostgresStore``: instances in PostgreSQL, shared by many processes on many hosts.
+
+psycopg is an optional extra (``pip install 'procflow[postgres]'``): this
+module imports it only when a ``PostgresStore`` is made, so ``procflow.stores``
+imports without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProcflowError, StoreError
+from . import _postgres_schema as schema
+from ._columns import COLUMNS, as_float_seconds, as_int, as_text, now_ms, record_from_row
+from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._history import decode_entries, encode_entries
+from ._listing import check_limit, page_query, status_filter
+from ._migrations import pending
+from .base import HistoryEntry, InstanceRecord
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
+    from psycopg_pool import AsyncConnectionPool
+
+    Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
+
+__all__ = ["PostgresStore"]
+
+_INSERT = (
+    "INSERT INTO procflow_instance"
+    " (id, workflow, status, correlation_id, version, created_at, updated_at, data, state)"
+    " VALUES (%(id)s, %(workflow)s, %(status)s, %(correlation_id)s, 1, %(now)s, %(now)s, %(data)s, %(state)s)"
+)
+_INSERT_WITH_HISTORY = (
+    f"WITH i AS ({_INSERT} RETURNING k)"
+    " INSERT INTO procflow_history (k, version, at, entries) SELECT k, 1, %(at)s, %(entries)s FROM i"
+)
+_UPDATE = (
+    "UPDATE procflow_instance SET workflow = %(workflow)s, status = %(status)s,"
+    " correlation_id = %(correlation_id)s, version = version + 1, updated_at = %(now)s,"
+    " data = %(data)s, state = %(state)s"
+    " WHERE id = %(id)s AND version = %(version)s RETURNING k, version, created_at"
+)
+_UPDATE_WITH_HISTORY = (
+    f"WITH u AS ({_UPDATE}),"
+    " h AS (INSERT INTO procflow_history (k, version, at, entries)"
+    " SELECT k, version, %(at)s, %(entries)s FROM u)"
+    " SELECT k, version, created_at FROM u"
+)
+
+
+class PostgresStore:
+    """Instances in a PostgreSQL database, through a psycopg connection pool.
+
+    ``PostgresStore("postgresql://user@host/db")`` keeps instances in two
+    tables (``procflow_instance``, ``procflow_history``) that ``open`` creates
+    or upgrades. Every write is a single statement, so a single round trip
+    and a single commit, checked against the version that was loaded; any
+    number of processes on any number of hosts may share the database.
+
+    Runs under asyncio only: psycopg's async connections and pool are built
+    on asyncio and do not support trio, so ``open`` under trio raises
+    ``StoreError``. Timestamps are kept in whole milliseconds.
+
+    Raises:
+        StoreError: psycopg 3 or psycopg_pool is not installed.
+    """
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 30.0) -> None:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise StoreError(
+                "PostgresStore needs psycopg 3 and psycopg_pool: pip install 'procflow[postgres]'"
+            ) from exc
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout
+        self._pool: Pool | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._where()})"
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect the pool, and create or upgrade the schema. Idempotent.
+
+        Raises:
+            StoreError: not running under asyncio, the server cannot be
+                reached within ``timeout`` seconds, or the schema was written
+                by a newer procflow.
+        """
+        if self._pool is not None:
+            return
+        _require_asyncio()
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool
+
+        pool: Pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            kwargs={"autocommit": True},
+            timeout=self.timeout,
+            open=False,
+            name="procflow",
+        )
+        try:
+            await pool.open(wait=True, timeout=self.timeout)
+            await self._migrate(pool)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StoreError(
+                f"could not open the PostgreSQL store at {self._where()}: {exc}; "
+                "check that the server is running and that the DSN is right"
+            ) from exc
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool's connections. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def insert(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Store a new instance with its first history lines, in one statement and one commit.
+
+        The store sets ``version`` to 1 and both timestamps to now.
+
+        Raises:
+            DuplicateInstanceError: the id or the correlation id is taken.
+            StoreError: the database failed or could not be reached.
+        """
+        now = now_ms()
+        params = _params(record, now, history)
+        await self._run(_INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True)
+        stamp = now / 1000
+        return dataclasses.replace(record, version=1, created_at=stamp, updated_at=stamp)
+
+    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Replace an instance and append history lines, in one statement and one commit.
+
+        Writes only if the stored version is still ``record.version``, and
+        stores ``version + 1``. Every column is replaced, the correlation id
+        too (``None`` clears it); ``created_at`` is kept.
+
+        Raises:
+            ConflictError: the stored version differs (someone else saved first).
+            InstanceNotFound: there is no instance with this id.
+            DuplicateInstanceError: the new correlation id belongs to another instance.
+            StoreError: the database failed or could not be reached.
+        """
+        now = now_ms()
+        params = _params(record, now, history)
+        params["version"] = record.version
+        rows = await self._run(_UPDATE_WITH_HISTORY if history else _UPDATE, params, record, new=False)
+        if not rows:
+            found = await self._fetch("SELECT version FROM procflow_instance WHERE id = %s", (record.id,))
+            if not found:
+                raise not_found(record.id)
+            raise conflict(record.id, record.version, found[0][0])
+        _, version, created_at = rows[0]
+        return dataclasses.replace(
+            record, version=as_int(version), created_at=as_float_seconds(created_at), updated_at=now / 1000
+        )
+
+    async def get(self, id: str) -> InstanceRecord:
+        """The instance with this id.
+
+        Raises:
+            InstanceNotFound: there is none.
+            StoreError: the database failed or could not be reached.
+        """
+        rows = await self._fetch(f"SELECT {COLUMNS} FROM procflow_instance WHERE id = %s", (id,))
+        if not rows:
+            raise not_found(id)
+        return record_from_row(rows[0])
+
+    async def find(self, correlation_id: str) -> InstanceRecord:
+        """The instance with this correlation id.
+
+        Raises:
+            InstanceNotFound: there is none.
+            StoreError: the database failed or could not be reached.
+        """
+        sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = %s"
+        rows = await self._fetch(sql, (correlation_id,))
+        if not rows:
+            raise correlation_not_found(correlation_id)
+        return record_from_row(rows[0])
+
+    async def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[InstanceRecord]:
+        """Instances ordered by id, filtered by workflow name and status.
+
+        Pass the last id of a page as ``after`` to get the next one.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreError: the database failed or could not be reached.
+        """
+        check_limit(limit)
+        statuses = status_filter(status)
+        queries = [
+            page_query(COLUMNS, status=one, workflow=workflow, after=after, limit=limit, mark="%s")
+            for one in (statuses if statuses is not None else [None])
+        ]
+        if len(queries) == 1:
+            sql, params = queries[0]
+        else:
+            # One indexed range per status, merged in id order by the server.
+            parts = " UNION ALL ".join(f"({query})" for query, _ in queries)
+            sql = f"SELECT * FROM ({parts}) AS pages ORDER BY id LIMIT %s"
+            params = [param for _, part in queries for param in part] + [limit]
+        return [record_from_row(row) for row in await self._fetch(sql, params)]
+
+    async def history(self, id: str) -> builtins.list[HistoryEntry]:
+        """The instance's history, oldest first (empty for an unknown id).
+
+        Raises:
+            StoreError: the database failed or could not be reached.
+        """
+        sql = (
+            "SELECT h.at, h.entries FROM procflow_history AS h"
+            " JOIN procflow_instance AS i ON h.k = i.k WHERE i.id = %s ORDER BY h.version"
+        )
+        rows = await self._fetch(sql, (id,))
+        return [entry for at, entries in rows for entry in decode_entries(at, entries)]
+
+    async def size_bytes(self) -> int:
+        """Bytes used by the store's tables, indexes and TOAST data.
+
+        Raises:
+            StoreError: the database failed or could not be reached.
+        """
+        rows = await self._fetch(
+            "SELECT pg_total_relation_size('procflow_instance') + pg_total_relation_size('procflow_history')",
+            (),
+        )
+        return as_int(rows[0][0])
+
+    async def _migrate(self, pool: Pool) -> None:
+        async with pool.connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (schema.ADVISORY_LOCK,))
+            await connection.execute(schema.CREATE_VERSION_TABLE)
+            cursor = await connection.execute("SELECT version FROM procflow_schema")
+            row = await cursor.fetchone()
+            current = 0 if row is None else int(row[0])
+            steps = pending(schema.MIGRATIONS, current, where=f"the PostgreSQL database at {self._where()}")
+            for migration in steps:
+                for statement in migration.statements:
+                    await connection.execute(statement)
+            if steps and row is None:
+                await connection.execute(
+                    "INSERT INTO procflow_schema (version) VALUES (%s)", (steps[-1].version,)
+                )
+            elif steps:
+                await connection.execute("UPDATE procflow_schema SET version = %s", (steps[-1].version,))
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> builtins.list[TupleRow]:
+        import psycopg
+
+        try:
+            async with self._running().connection() as connection:
+                cursor = await connection.execute(sql, params)
+                return await cursor.fetchall()
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _run(
+        self, sql: str, params: dict[str, Any], record: InstanceRecord, *, new: bool
+    ) -> builtins.list[TupleRow]:
+        import psycopg
+        import psycopg.errors
+
+        try:
+            async with self._running().connection() as connection:
+                cursor = await connection.execute(sql, params)
+                return await cursor.fetchall() if cursor.description else []
+        except psycopg.errors.UniqueViolation as exc:
+            raise await self._duplicate(record, exc, new=new) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc, record.id) from exc
+
+    async def _duplicate(self, record: InstanceRecord, exc: psycopg.Error, *, new: bool) -> ProcflowError:
+        constraint = exc.diag.constraint_name or ""
+        if new and constraint == "procflow_instance_id_key":
+            return duplicate_id(record.id)
+        if record.correlation_id is not None and constraint == "procflow_instance_correlation_id_key":
+            rows = await self._fetch(
+                "SELECT id FROM procflow_instance WHERE correlation_id = %s", (record.correlation_id,)
+            )
+            owner = as_text(rows[0][0]) if rows else "?"
+            return duplicate_correlation(record.correlation_id, owner, record.id)
+        return self._error(exc, record.id)
+
+    def _running(self) -> Pool:
+        if self._pool is None:
+            raise StoreError(f"the store {self!r} is not open: call `await store.open()` first")
+        return self._pool
+
+    def _error(self, exc: psycopg.Error, id: str | None = None) -> StoreError:
+        about = (
+            f" while writing instance {id!r} (load it again to see whether the write took effect)"
+            if id
+            else ""
+        )
+        return StoreError(f"PostgreSQL at {self._where()} failed{about}: {type(exc).__name__}: {exc}")
+
+    def _where(self) -> str:
+        """The DSN's host, port and database, without credentials."""
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            parts = conninfo_to_dict(self.dsn)
+        except Exception:
+            return "<unreadable DSN>"
+        host = parts.get("host") or "localhost"
+        port = parts.get("port") or "5432"
+        return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _require_asyncio() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise StoreError(
+            "PostgresStore runs under asyncio only: psycopg's async connections do not support trio; "
+            "run the engine with asyncio (e.g. anyio.run(main, backend='asyncio'))"
+        ) from None
+
+
+def _params(record: InstanceRecord, now: int, history: Sequence[HistoryEntry]) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "id": record.id,
+        "workflow": record.workflow,
+        "status": record.status,
+        "correlation_id": record.correlation_id,
+        "now": now,
+        "data": record.data,
+        "state": record.state,
+    }
+    if history:
+        params["at"], params["entries"] = encode_entries(history)
+    return params

@@ -1,0 +1,335 @@
+"""``SQLiteStore``: the embedded default, one database file on local disk."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, TypeVar
+
+from ..errors import ProcflowError, StoreError
+from . import _sqlite_schema
+from ._columns import COLUMNS, as_int, as_text, now_ms, record_from_row
+from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._history import decode_entries, encode_entries
+from ._listing import check_limit, merge_by_id, page_query, status_filter
+from ._worker import SQLiteWorker
+from .base import HistoryEntry, InstanceRecord
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_INSERT = (
+    "INSERT INTO procflow_instance"
+    " (id, workflow, status, correlation_id, version, created_at, updated_at, data, state)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+)
+_UPDATE = (
+    "UPDATE procflow_instance SET workflow = ?, status = ?, correlation_id = ?, version = ?,"
+    " updated_at = ?, data = ?, state = ? WHERE k = ?"
+)
+_INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES (?, ?, ?, ?)"
+
+
+class SQLiteStore:
+    """Instances in one SQLite file, safe for several processes on one machine.
+
+    ``SQLiteStore("orders.db")`` keeps every instance in ``orders.db`` (created
+    on ``open``), in WAL mode with ``synchronous=FULL``: once a write returns,
+    it survives a crash or power loss. Pass ``synchronous="NORMAL"`` to trade
+    the durability of the last commits before a power loss for speed.
+
+    All database work runs on one thread per store, off the event loop, under
+    asyncio and trio alike. Writes that wait while another commits are
+    committed together (each still all-or-nothing), so many concurrent
+    senders share commits. Processes that open the same file take turns to
+    write, waiting up to ``timeout`` seconds for each other.
+
+    Timestamps are kept in whole milliseconds. Use it as ``async with
+    SQLiteStore(path) as store:`` or call ``open``/``close``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 5.0,
+        synchronous: Synchronous = "FULL",
+    ) -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self.synchronous = synchronous
+        self._worker: SQLiteWorker | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the file (creating it if needed) and create or upgrade its schema. Idempotent.
+
+        Raises:
+            StoreError: the file cannot be opened or created, is not a SQLite
+                database, was written by a newer procflow, or stayed locked by
+                another process for longer than ``timeout``.
+        """
+        if self._worker is not None:
+            return
+        worker = SQLiteWorker(self._connect, name=repr(self.path))
+        try:
+            await worker.call(functools.partial(_sqlite_schema.migrate, where=f"database file {self.path!r}"))
+        except BaseException as exc:
+            await worker.stop()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "open") from exc
+            raise
+        self._worker = worker
+
+    async def close(self) -> None:
+        """Finish queued work, close the connection and stop the store's thread. Idempotent."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop()
+
+    async def insert(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Store a new instance with its first history lines, in one commit.
+
+        The store sets ``version`` to 1 and both timestamps to now; the
+        record's own values for them are ignored.
+
+        Raises:
+            DuplicateInstanceError: the id or the correlation id is taken.
+            StoreError: the database failed (disk full, locked for too long, ...).
+        """
+        now = now_ms()
+        rows = encode_entries(history) if history else None
+
+        def insert(connection: sqlite3.Connection) -> None:
+            params = (record.id, record.workflow, record.status, record.correlation_id, now, now)
+            try:
+                cursor = connection.execute(_INSERT, (*params, record.data, record.state))
+            except sqlite3.IntegrityError as exc:
+                raise _duplicate(connection, record, exc, new=True) from exc
+            if rows is not None:
+                connection.execute(_INSERT_HISTORY, (cursor.lastrowid, 1, *rows))
+
+        await self._write(insert, f"insert instance {record.id!r}")
+        stamp = now / 1000
+        return dataclasses.replace(record, version=1, created_at=stamp, updated_at=stamp)
+
+    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+        """Replace an instance and append history lines, in one commit.
+
+        Writes only if the stored version is still ``record.version``, and
+        stores ``version + 1``. Every column is replaced, the correlation id
+        too (``None`` clears it); ``created_at`` is kept.
+
+        Raises:
+            ConflictError: the stored version differs (someone else saved first).
+            InstanceNotFound: there is no instance with this id.
+            DuplicateInstanceError: the new correlation id belongs to another instance.
+            StoreError: the database failed (disk full, locked for too long, ...).
+        """
+        now = now_ms()
+        rows = encode_entries(history) if history else None
+        version = record.version + 1
+
+        def update(connection: sqlite3.Connection) -> int:
+            found = connection.execute(
+                "SELECT k, version, created_at FROM procflow_instance WHERE id = ?", (record.id,)
+            ).fetchone()
+            if found is None:
+                raise not_found(record.id)
+            key, stored_version, created_at = found
+            if stored_version != record.version:
+                raise conflict(record.id, record.version, stored_version)
+            params = (record.workflow, record.status, record.correlation_id, version, now)
+            try:
+                connection.execute(_UPDATE, (*params, record.data, record.state, key))
+            except sqlite3.IntegrityError as exc:
+                raise _duplicate(connection, record, exc, new=False) from exc
+            if rows is not None:
+                connection.execute(_INSERT_HISTORY, (key, version, *rows))
+            return as_int(created_at)
+
+        created_at = await self._write(update, f"update instance {record.id!r}")
+        return dataclasses.replace(
+            record, version=version, created_at=created_at / 1000, updated_at=now / 1000
+        )
+
+    async def get(self, id: str) -> InstanceRecord:
+        """The instance with this id.
+
+        Raises:
+            InstanceNotFound: there is none.
+            StoreError: the database failed.
+        """
+        sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE id = ?"
+        row = await self._read(lambda connection: connection.execute(sql, (id,)).fetchone(), f"get {id!r}")
+        if row is None:
+            raise not_found(id)
+        return record_from_row(row)
+
+    async def find(self, correlation_id: str) -> InstanceRecord:
+        """The instance with this correlation id.
+
+        Raises:
+            InstanceNotFound: there is none.
+            StoreError: the database failed.
+        """
+        sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = ?"
+        row = await self._read(
+            lambda connection: connection.execute(sql, (correlation_id,)).fetchone(),
+            f"find correlation id {correlation_id!r}",
+        )
+        if row is None:
+            raise correlation_not_found(correlation_id)
+        return record_from_row(row)
+
+    async def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[InstanceRecord]:
+        """Instances ordered by id, filtered by workflow name and status.
+
+        Pass the last id of a page as ``after`` to get the next one.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreError: the database failed.
+        """
+        check_limit(limit)
+        statuses = status_filter(status)
+
+        def page(connection: sqlite3.Connection, one_status: str | None) -> list[InstanceRecord]:
+            sql, params = page_query(
+                COLUMNS, status=one_status, workflow=workflow, after=after, limit=limit, mark="?"
+            )
+            return [record_from_row(row) for row in connection.execute(sql, params).fetchall()]
+
+        def pages(connection: sqlite3.Connection) -> list[InstanceRecord]:
+            if statuses is None:
+                return page(connection, None)
+            connection.execute("BEGIN")  # one snapshot for all the statuses
+            try:
+                return merge_by_id([page(connection, one) for one in statuses], limit)
+            finally:
+                connection.execute("COMMIT")
+
+        return await self._read(pages, "list instances")
+
+    async def history(self, id: str) -> builtins.list[HistoryEntry]:
+        """The instance's history, oldest first (empty for an unknown id).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        sql = (
+            "SELECT h.at, h.entries FROM procflow_history AS h"
+            " JOIN procflow_instance AS i ON h.k = i.k WHERE i.id = ? ORDER BY h.version"
+        )
+        rows = await self._read(
+            lambda connection: connection.execute(sql, (id,)).fetchall(), f"history {id!r}"
+        )
+        return [entry for at, entries in rows for entry in decode_entries(at, entries)]
+
+    async def size_bytes(self) -> int:
+        """The size of the database: page count times page size, indexes included.
+
+        This is what the file holds once the write-ahead log is checkpointed;
+        the ``-wal`` file itself is transient and not counted.
+
+        Raises:
+            StoreError: the database failed.
+        """
+
+        def size(connection: sqlite3.Connection) -> int:
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            return int(pages) * int(page_size)
+
+        return await self._read(size, "measure the database")
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            if not parent.is_dir():
+                raise StoreError(
+                    f"cannot create the database file {self.path!r}: "
+                    f"the folder {str(parent)!r} does not exist; create it first"
+                )
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True
+        )
+        try:
+            # Lenient decoding: a column with bytes that are not UTF-8 must
+            # still come back as text rather than fail the whole query.
+            connection.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _running(self) -> SQLiteWorker:
+        if self._worker is None:
+            raise StoreError(f"the store {self.path!r} is not open: call `await store.open()` first")
+        return self._worker
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
+        try:
+            return await self._running().call(fn)
+        except sqlite3.Error as exc:
+            raise self._error(exc, what) from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
+        try:
+            return await self._running().write(fn)
+        except sqlite3.Error as exc:
+            raise self._error(exc, what) from exc
+
+    def _error(self, exc: sqlite3.Error, what: str) -> StoreError:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StoreError(
+                f"could not {what} in {self.path!r}: the database stayed locked by another process for "
+                f"more than {self.timeout:g} s; retry, or open the store with a longer timeout"
+            )
+        return StoreError(f"could not {what} in {self.path!r}: {type(exc).__name__}: {exc}")
+
+
+def _duplicate(
+    connection: sqlite3.Connection, record: InstanceRecord, exc: sqlite3.IntegrityError, *, new: bool
+) -> ProcflowError:
+    """The error for a failed unique constraint, or a StoreError if it was something else."""
+    if new and connection.execute("SELECT 1 FROM procflow_instance WHERE id = ?", (record.id,)).fetchone():
+        return duplicate_id(record.id)
+    if record.correlation_id is not None:
+        owner = connection.execute(
+            "SELECT id FROM procflow_instance WHERE correlation_id = ?", (record.correlation_id,)
+        ).fetchone()
+        if owner is not None and as_text(owner[0]) != record.id:
+            return duplicate_correlation(record.correlation_id, as_text(owner[0]), record.id)
+    return StoreError(f"could not write instance {record.id!r}: {exc}")

@@ -1,0 +1,127 @@
+"""The `procflow` command, run as a user runs it: in a subprocess, on a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def procflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "procflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder in which `procflow demo` ran once."""
+    folder = tmp_path_factory.mktemp("demo")
+    result = procflow(folder, "demo")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_demo_parks_approves_denies_and_prints_every_instance(demo_dir: Path) -> None:
+    out = procflow(demo_dir, "list").stdout
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[2:]}
+    assert rows == {
+        "order-001": "FINISHED",
+        "order-002": "FINISHED",
+        "order-003": "CANCELLED",
+        "order-004": "WAITING",
+    }
+    assert (demo_dir / "procflow.db").exists()
+
+
+def test_demo_shows_the_compensation_of_the_denied_order_newest_step_first(tmp_path: Path) -> None:
+    out = procflow(tmp_path, "demo").stdout
+    refund = out.index("order-003: compensate → refunded")
+    release = out.index("order-003: compensate → released")
+    assert refund < release
+
+
+def test_a_second_demo_run_continues_the_order_the_first_left_parked(tmp_path: Path) -> None:
+    procflow(tmp_path, "demo")
+    second = procflow(tmp_path, "demo")
+    assert second.returncode == 0, second.stderr
+    assert "order-004: approved by night shift (it was parked by the previous run)" in second.stdout
+    assert "order-008" in second.stdout
+
+
+def test_show_prints_where_an_instance_is_parked_and_its_history(demo_dir: Path) -> None:
+    out = procflow(demo_dir, "show", "order-004").stdout
+    assert "parked at       decision(approve)" in out
+    assert "accepts         approve" in out
+    assert "step     reserve stock" in out
+
+
+def test_send_delivers_an_event_by_correlation_id_and_prints_the_reply(tmp_path: Path) -> None:
+    procflow(tmp_path, "demo")
+    result = procflow(tmp_path, "send", "web-order-004", "approve", json.dumps({"approver": "cli"}))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0]) == "approved by cli"
+    assert "order-004: FINISHED" in result.stdout
+
+
+def test_send_with_a_bad_payload_exits_1_with_the_typed_error(demo_dir: Path) -> None:
+    result = procflow(demo_dir, "send", "order-004", "approve", '{"approver": 7}')
+    assert result.returncode == 1
+    assert "PayloadError" in result.stderr
+
+
+def test_send_to_an_unknown_instance_exits_1_and_names_it(demo_dir: Path) -> None:
+    result = procflow(demo_dir, "send", "order-999", "approve", "{}")
+    assert result.returncode == 1
+    assert "InstanceNotFound" in result.stderr and "order-999" in result.stderr
+
+
+def test_cancel_with_compensate_prints_the_new_status_and_reason(tmp_path: Path) -> None:
+    procflow(tmp_path, "demo")
+    result = procflow(tmp_path, "cancel", "order-004", "--reason", "out of stock", "--compensate")
+    assert result.returncode == 0, result.stderr
+    assert "order-004: CANCELLED (out of stock)" in result.stdout
+
+
+def test_list_filters_by_status(demo_dir: Path) -> None:
+    out = procflow(demo_dir, "list", "--status", "CANCELLED").stdout
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
+
+
+def test_graph_prints_a_mermaid_flowchart_of_a_workflow_class(tmp_path: Path) -> None:
+    result = procflow(tmp_path, "graph", "procflow.cli.demo:DemoOrder")
+    assert result.returncode == 1 or result.stdout.startswith("flowchart")
+
+
+def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "from dataclasses import dataclass\n"
+        "import procflow as pf\n"
+        "@dataclass\n"
+        "class Ticket:\n"
+        "    def definition(self) -> pf.Section:\n"
+        "        return pf.S(pf.Wait('triage', pf.OnEvent('close', lambda: 'closed')))\n"
+        "engine = pf.Engine(pf.MemoryStore(), workflows=[Ticket])\n"
+        "async def seed(url: str) -> None:\n"
+        "    async with pf.Engine(pf.open_store(url), workflows=[Ticket]) as e:\n"
+        "        await e.start(Ticket(), id='t-1')\n"
+    )
+    url = f"sqlite:///{tmp_path / 'tickets.db'}"
+    seed = subprocess.run(
+        [sys.executable, "-c", f"import anyio, myapp; anyio.run(myapp.seed, {url!r})"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert seed.returncode == 0, seed.stderr
+    result = procflow(tmp_path, "--db", url, "--app", "myapp:engine", "send", "t-1", "close")
+    assert result.returncode == 0, result.stderr
+    assert "t-1: FINISHED" in result.stdout

@@ -1,0 +1,329 @@
+"""The durable engine: start, send, cancel, get, list, history, commits and bad rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import procflow as pf
+from procflow.engine import Engine
+from procflow.stores import InstanceRecord, MemoryStore, SQLiteStore, Store
+
+pytestmark = pytest.mark.anyio
+
+
+class Approval(BaseModel):
+    approver: str
+
+
+@dataclass
+class Order:
+    item: str = "book"
+    steps: list[str] = field(default_factory=list)
+    approved_by: str = ""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("reserve", lambda: self.steps.append("reserve"), compensate=self.release),
+            pf.Wait(
+                "decision",
+                pf.OnEvent("approve", self.approve, pf.Step("ship", lambda: self.steps.append("ship"))),
+            ),
+        )
+
+    def approve(self, approval: Approval) -> str:
+        self.approved_by = approval.approver
+        return f"approved by {approval.approver}"
+
+    def release(self) -> None:
+        self.steps.append("release")
+
+
+@dataclass
+class WithMeta:
+    meta: pf.State = field(default_factory=lambda: pf.State.new("x", "WithMeta"))
+    seen: str = ""
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("look", self.look), pf.Wait("hold", pf.OnEvent("go", lambda: None)))
+
+    def look(self) -> None:
+        self.seen = self.meta.id
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts writes (each insert/update is one commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+
+    async def insert(self, record: InstanceRecord, history: Any = ()) -> InstanceRecord:
+        self.commits += 1
+        return await super().insert(record, history)
+
+    async def update(self, record: InstanceRecord, history: Any = ()) -> InstanceRecord:
+        self.commits += 1
+        return await super().update(record, history)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "engine.db")
+    yield s
+
+
+@pytest.fixture
+async def engine(store: Store) -> AsyncIterator[Engine]:
+    async with Engine(store, workflows=[Order, WithMeta]) as e:
+        yield e
+
+
+async def test_start_runs_until_the_instance_is_parked(engine: Engine) -> None:
+    run = await engine.start(Order(), id="o-1")
+    assert run.status == pf.WorkflowStatus.WAITING
+    assert run.data.steps == ["reserve"]
+    assert [str(p) for p in run.parked] == ["decision(approve)"]
+    assert run.accepts == ["approve"]
+
+
+async def test_start_generates_an_id_when_none_is_given(engine: Engine) -> None:
+    a = await engine.start(Order())
+    b = await engine.start(Order())
+    assert a.id and b.id and a.id != b.id
+
+
+async def test_get_loads_the_stored_data_and_state(engine: Engine) -> None:
+    await engine.start(Order(item="lamp"), id="o-1")
+    inst = await engine.get("o-1")
+    assert inst.data == Order(item="lamp", steps=["reserve"])
+    assert inst.state.threads[0].cur_step == "decision"
+    assert inst.version >= 1
+
+
+async def test_send_by_correlation_id_returns_the_handlers_reply_and_runs_on(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1", correlation_id="order-42")
+    reply = await engine.send("order-42", "approve", {"approver": "ann"})
+    assert reply == "approved by ann"
+    inst = await engine.get("o-1")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.steps == ["reserve", "ship"]
+    assert inst.data.approved_by == "ann"
+
+
+async def test_find_loads_by_correlation_id(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1", correlation_id="order-42")
+    assert (await engine.find("order-42")).id == "o-1"
+
+
+async def test_a_second_delivery_of_the_same_event_is_refused(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    await engine.send("o-1", "approve", {"approver": "ann"})
+    with pytest.raises(pf.WorkflowFinishedError):
+        await engine.send("o-1", "approve", {"approver": "bob"})
+
+
+async def test_an_event_nobody_waits_for_raises_callback_not_found(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("o-1", "refund", None)
+
+
+async def test_a_bad_payload_raises_payload_error_and_saves_nothing(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    before = await engine.get("o-1")
+    with pytest.raises(pf.PayloadError):
+        await engine.send("o-1", "approve", {"approver": 42})
+    after = await engine.get("o-1")
+    assert after.version == before.version
+    assert after.state == before.state
+
+
+async def test_an_unknown_key_raises_instance_not_found(engine: Engine) -> None:
+    with pytest.raises(pf.InstanceNotFound, match="nope"):
+        await engine.send("nope", "approve", None)
+    with pytest.raises(pf.InstanceNotFound):
+        await engine.get("nope")
+
+
+async def test_a_taken_id_or_correlation_id_raises_duplicate_instance(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1", correlation_id="c-1")
+    with pytest.raises(pf.DuplicateInstanceError):
+        await engine.start(Order(), id="o-1")
+    with pytest.raises(pf.DuplicateInstanceError):
+        await engine.start(Order(), id="o-2", correlation_id="c-1")
+
+
+async def test_starting_an_unregistered_class_raises_unknown_workflow(engine: Engine) -> None:
+    @dataclass
+    class Stray:
+        def definition(self) -> pf.Section:
+            return pf.S()
+
+    with pytest.raises(pf.UnknownWorkflowError, match="Stray"):
+        await engine.start(Stray())
+
+
+async def test_cancel_with_compensation_undoes_completed_steps_and_keeps_the_reason(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    inst = await engine.cancel("o-1", reason="customer left", compensate=True)
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.state.reason == "customer left"
+    assert (await engine.get("o-1")).data.steps == ["reserve", "release"]
+
+
+async def test_cancel_without_compensation_leaves_completed_steps_alone(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    await engine.cancel("o-1", reason="duplicate order")
+    inst = await engine.get("o-1")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.steps == ["reserve"]
+
+
+async def test_list_filters_by_status_and_pages_through_everything(engine: Engine) -> None:
+    for n in range(7):
+        await engine.start(Order(), id=f"o-{n}")
+    await engine.send("o-3", "approve", {"approver": "ann"})
+    waiting = [s.id async for s in engine.list(status=pf.WorkflowStatus.WAITING, page_size=2)]
+    assert waiting == ["o-0", "o-1", "o-2", "o-4", "o-5", "o-6"]
+    finished = [s async for s in engine.list(status="FINISHED")]
+    assert [s.id for s in finished] == ["o-3"]
+    assert finished[0].describe_parked() == ""
+
+
+async def test_list_summaries_say_where_each_instance_is_parked(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    [summary] = [s async for s in engine.list(workflow="Order")]
+    assert summary.describe_parked() == "decision(approve)"
+    assert summary.error == ""
+
+
+async def test_history_records_each_transition_in_order(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    await engine.send("o-1", "approve", {"approver": "ann"})
+    kinds = [(h.kind, h.name) for h in await engine.history("o-1")]
+    assert kinds == [
+        ("started", ""),
+        ("step", "reserve"),
+        ("setup", "approve"),
+        ("event", "approve"),
+        ("teardown", "approve"),
+        ("step", "ship"),
+        ("finished", ""),
+    ]
+    times = [h.at for h in await engine.history("o-1")]
+    assert times == sorted(times)
+
+
+async def test_a_state_field_of_the_workflow_holds_the_instances_state(engine: Engine) -> None:
+    await engine.start(WithMeta(), id="meta-1")
+    inst = await engine.get("meta-1")
+    assert inst.data.seen == "meta-1"
+    assert inst.data.meta is inst.state
+    assert json.loads(engine.dump_data(inst)) == {"seen": "meta-1"}
+
+
+async def test_start_of_a_one_step_workflow_that_parks_costs_one_commit() -> None:
+    store = CountingStore()
+    async with Engine(store, workflows=[Order]) as engine:
+        await engine.start(Order(), id="o-1")
+        assert store.commits == 1
+
+
+async def test_an_event_that_runs_one_step_to_the_end_costs_two_commits() -> None:
+    store = CountingStore()
+    async with Engine(store, workflows=[Order]) as engine:
+        await engine.start(Order(), id="o-1")
+        store.commits = 0
+        await engine.send("o-1", "approve", {"approver": "ann"})
+        assert store.commits == 2
+
+
+async def test_a_corrupt_row_names_the_instance_and_spares_the_others(store: Store) -> None:
+    async with Engine(store, workflows=[Order]) as engine:
+        await engine.start(Order(), id="good")
+        await store.insert(
+            InstanceRecord(id="bad", workflow="Order", status="WAITING", data="{}", state="{not json")
+        )
+        with pytest.raises(pf.CorruptInstanceError, match="'bad'"):
+            await engine.get("bad")
+        summaries = {s.id: s for s in [s async for s in engine.list()]}
+        assert summaries["bad"].error
+        assert summaries["good"].error == ""
+        await engine.send("good", "approve", {"approver": "ann"})
+
+
+async def test_a_row_of_an_unregistered_workflow_raises_unknown_workflow(store: Store) -> None:
+    async with Engine(store, workflows=[Order]) as engine:
+        await store.insert(
+            InstanceRecord(id="alien", workflow="Invoice", status="WAITING", data="{}", state="{}")
+        )
+        with pytest.raises(pf.UnknownWorkflowError, match=r"'alien'.*'Invoice'"):
+            await engine.get("alien")
+
+
+async def test_a_definition_without_the_parked_position_raises_definition_error(store: Store) -> None:
+    async with Engine(store, workflows={"Order": Order}) as engine:
+        await engine.start(Order(), id="o-1")
+
+    @dataclass
+    class OrderV2(Order):
+        def definition(self) -> pf.Section:
+            return pf.S(
+                pf.Step("reserve", lambda: None),
+                pf.Wait("approval", pf.OnEvent("approve", self.approve)),
+            )
+
+    async with Engine(store, workflows={"Order": OrderV2}) as engine:
+        with pytest.raises(pf.DefinitionError, match="decision"):
+            await engine.send("o-1", "approve", {"approver": "ann"})
+
+
+async def test_data_that_no_longer_validates_raises_corrupt_instance(store: Store) -> None:
+    async with Engine(store, workflows=[Order]) as engine:
+        await engine.start(Order(), id="o-1")
+        record = await store.get("o-1")
+        broken = json.loads(record.data)
+        broken["steps"] = "not a list"
+        await store.update(
+            InstanceRecord(
+                id=record.id,
+                workflow=record.workflow,
+                status=record.status,
+                data=json.dumps(broken),
+                state=record.state,
+                version=record.version,
+            )
+        )
+        with pytest.raises(pf.CorruptInstanceError, match="'o-1'"):
+            await engine.get("o-1")
+
+
+async def test_a_failed_step_is_saved_in_the_history_and_retried_by_resume(store: Store) -> None:
+    attempts: list[int] = []
+
+    @dataclass
+    class Flaky:
+        def definition(self) -> pf.Section:
+            return pf.S(pf.Step("call api", self.call))
+
+        def call(self) -> None:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise RuntimeError("503 from the payment api")
+
+    async with Engine(store, workflows=[Flaky]) as engine:
+        with pytest.raises(pf.StepError, match="503"):
+            await engine.start(Flaky(), id="f-1")
+        assert (await engine.get("f-1")).status == pf.WorkflowStatus.RESUMING
+        assert [h.kind for h in await engine.history("f-1")][-1] == "step_failed"
+        resumed = await engine.recover()
+        assert resumed == ["f-1"]
+        assert (await engine.get("f-1")).status == pf.WorkflowStatus.FINISHED
+        assert len(attempts) == 2

@@ -73,6 +73,8 @@ class Stmt:
     _kind: int = 0
     # The children, in order, on containers.
     _kids: tuple[Stmt, ...] = ()
+    # The container class this statement must sit in directly (events, cases).
+    _belongs_in: type[Stmt] | None = None
 
     def children(self) -> tuple[Stmt, ...]:
         """The statements directly inside this one, in order."""
@@ -355,6 +357,10 @@ class WaitFor(Stmt):
         self.handler = handler
 
 
+On._belongs_in = Wait
+Case._belongs_in = Switch
+
+
 def walk(stmt: Stmt, fn: Callable[[Stmt], bool | None]) -> bool:
     """Visit ``stmt`` and every statement below it depth-first, in order.
 
@@ -391,36 +397,49 @@ def index(definition: Stmt) -> dict[str, Path]:
         raise DefinitionError(f"a definition must be a statement (usually S(...)), got {definition!r}")
     _check_placement(None, definition)
     paths: dict[str, Path] = {}
-    # (statement, its path, whether it is inside a For of its own thread)
-    stack: list[tuple[Stmt, Path, bool]] = [(definition, (), False)]
-    while stack:
-        stmt, path, in_loop = stack.pop()
-        if stmt._positional:
-            if stmt.name in paths:
-                raise DefinitionError(
-                    f"invalid definition: duplicate name {stmt.name!r}; every Step, Wait, "
-                    "event, WaitFor and Go name must be unique within the whole definition"
-                )
-            paths[stmt.name] = path
-        kids = stmt._kids
-        if kids:
-            if stmt._kind == LOOP:
-                in_loop = True
-            elif stmt._kind == THREAD:
-                in_loop = False
-            for i in range(len(kids) - 1, -1, -1):
-                kid = kids[i]
-                if not isinstance(kid, Stmt):
-                    raise _bad_child(stmt, kid)
-                _check_placement(stmt, kid)
-                stack.append((kid, (*path, i), in_loop))
-        elif isinstance(stmt, _Jump) and not in_loop:
-            raise DefinitionError(f"invalid definition: {type(stmt).__name__}() outside a For loop")
+    if definition._positional:
+        paths[definition.name] = ()
+    if definition._kids:
+        _index_children(definition, [], False, paths)
+    elif isinstance(definition, _Jump):
+        raise DefinitionError(f"invalid definition: {type(definition).__name__}() outside a For loop")
     return paths
 
 
+def _index_children(stmt: Stmt, path: list[int], in_loop: bool, paths: dict[str, Path]) -> None:
+    # Runs once per resume/handle_callback call over the whole tree: kept lean.
+    kind = stmt._kind
+    if kind == LOOP:
+        in_loop = True
+    elif kind == THREAD:
+        in_loop = False
+    path.append(0)
+    for i, kid in enumerate(stmt._kids):
+        if not isinstance(kid, Stmt):
+            raise _bad_child(stmt, kid)
+        path[-1] = i
+        if kid._belongs_in is not None and not isinstance(stmt, kid._belongs_in):
+            _check_placement(stmt, kid)
+        if kid._positional:
+            if kid.name in paths:
+                raise DefinitionError(
+                    f"invalid definition: duplicate name {kid.name!r}; every Step, Wait, "
+                    "event, WaitFor and Go name must be unique within the whole definition"
+                )
+            paths[kid.name] = tuple(path)
+        if kid._kids:
+            _index_children(kid, path, in_loop, paths)
+        elif not in_loop and isinstance(kid, _Jump):
+            raise DefinitionError(f"invalid definition: {type(kid).__name__}() outside a For loop")
+    path.pop()
+
+
 def _check_placement(parent: Stmt | None, stmt: Stmt) -> None:
-    """Events belong in a Wait and cases in a Switch, and nowhere else."""
+    """Events belong in a Wait and cases in a Switch, and nowhere else.
+
+    Raises:
+        DefinitionError: ``stmt`` is an event or a case outside its container.
+    """
     if isinstance(stmt, On) and not isinstance(parent, Wait):
         raise DefinitionError(f"invalid definition: event {stmt.name!r} is not inside a Wait")
     if isinstance(stmt, Case) and not isinstance(parent, Switch):

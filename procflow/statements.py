@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 from .errors import DefinitionError
 from .handlers import FunctionHandler, Handler
+from .retry import Retry
 
 __all__ = [
     "Action",
@@ -131,13 +132,22 @@ class Step(Stmt):
     """Runs ``action()`` once; the thread checkpoints after it.
 
     ``compensate`` is the undo of a completed step, run by
-    ``cancel(..., compensate=True)``. Both may be sync or async.
+    ``cancel(..., compensate=True)``. Both may be sync or async. ``retry``
+    tells the engine how often to try the step again when it raises (the
+    interpreter itself raises ``StepError`` and retries on the next resume).
     """
 
-    __slots__ = ("action", "compensate", "name")
+    __slots__ = ("action", "compensate", "name", "retry")
     _positional = True
 
-    def __init__(self, name: str, action: Action, *, compensate: Action | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        action: Action,
+        *,
+        compensate: Action | None = None,
+        retry: Retry | None = None,
+    ) -> None:
         if type(name) is not str or not name:
             raise _bad_name("Step", name)
         self.name = name
@@ -147,6 +157,7 @@ class Step(Stmt):
             raise DefinitionError(f"Step {name!r}: compensate must be callable, got {compensate!r}")
         self.action = action
         self.compensate = compensate
+        self.retry = retry
 
 
 class Case(_Container):
@@ -400,14 +411,17 @@ def index(definition: Stmt) -> dict[str, Path]:
     if definition._positional:
         paths[definition.name] = ()
     if definition._kids:
-        _index_children(definition, [], False, paths)
+        _index_children(definition, [], False, paths, "the root")
     elif isinstance(definition, _Jump):
         raise DefinitionError(f"invalid definition: {type(definition).__name__}() outside a For loop")
     return paths
 
 
-def _index_children(stmt: Stmt, path: list[int], in_loop: bool, paths: dict[str, Path]) -> None:
+def _index_children(stmt: Stmt, path: list[int], in_loop: bool, paths: dict[str, Path], where: str) -> None:
     # Runs once per resume/handle_callback call over the whole tree: kept lean.
+    # ``where`` names the nearest named statement around ``stmt``, for messages.
+    if stmt.name:
+        where = f"{type(stmt).__name__} {stmt.name!r}"
     kind = stmt._kind
     if kind == LOOP:
         in_loop = True
@@ -428,9 +442,12 @@ def _index_children(stmt: Stmt, path: list[int], in_loop: bool, paths: dict[str,
                 )
             paths[kid.name] = tuple(path)
         if kid._kids:
-            _index_children(kid, path, in_loop, paths)
+            _index_children(kid, path, in_loop, paths, where)
         elif not in_loop and isinstance(kid, _Jump):
-            raise DefinitionError(f"invalid definition: {type(kid).__name__}() outside a For loop")
+            raise DefinitionError(
+                f"invalid definition: {type(kid).__name__}() in {where} is outside a For loop"
+                + (" of its own thread" if kind == THREAD or "Go " in where else "")
+            )
     path.pop()
 
 

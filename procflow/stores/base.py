@@ -22,8 +22,12 @@ class InstanceRecord:
 
     ``data`` is the workflow's data as JSON, ``state`` its ``State`` as JSON
     (the store keeps both as given). ``status`` is the ``WorkflowStatus``
-    value, kept in its own column for look-ups. ``version`` is 1 after the
-    first insert and grows by one with every update.
+    value (or ``FAILED``), kept in its own column for look-ups. ``version``
+    is 1 after the first insert and grows by one with every update.
+    ``due_at`` (Unix seconds, or ``None``) is when a worker should next look
+    at the instance: a timer falls due, a retry is due; it is indexed.
+    ``meta`` is the engine's own bookkeeping as JSON text ("" when none):
+    the event inbox, step attempts, the failure, rejected payloads.
     """
 
     id: str
@@ -35,6 +39,8 @@ class InstanceRecord:
     correlation_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    due_at: float | None = None
+    meta: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +86,19 @@ class Store(Protocol):
         """
         ...
 
-    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+    async def update(
+        self,
+        record: InstanceRecord,
+        history: Sequence[HistoryEntry] = (),
+        *,
+        reply: tuple[str, str] | None = None,
+    ) -> InstanceRecord:
         """Replace an instance and append history lines, in one commit.
 
         ``record.version`` is the version that was loaded; the write happens
         only if the stored row still has it, and stores ``version + 1``.
-        Returns the record as stored.
+        ``reply`` is an idempotency key and the reply (JSON text) to keep for
+        it, written in the same commit. Returns the record as stored.
 
         Raises:
             ConflictError: the stored version differs (someone else saved).
@@ -126,4 +139,20 @@ class Store(Protocol):
 
     async def history(self, id: str) -> builtins.list[HistoryEntry]:
         """The instance's history, oldest first (empty for an unknown id)."""
+        ...
+
+    async def reply(self, id: str, key: str) -> str | None:
+        """The reply kept for idempotency key ``key`` of instance ``id``, or ``None``."""
+        ...
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> builtins.list[InstanceRecord]:
+        """Take up to ``limit`` instances whose ``due_at`` is at or before ``now``.
+
+        Earliest due first. In one commit, each claimed row's ``due_at`` moves
+        to ``now + lease`` (and its version grows), so no other worker takes
+        it until the lease runs out; the records are returned as stored. Rows
+        another worker is claiming at the same moment are skipped, not waited
+        for (``FOR UPDATE SKIP LOCKED`` on PostgreSQL). The look-up is an
+        index range scan over ``due_at``, whatever the number of rows.
+        """
         ...

@@ -1,0 +1,94 @@
+"""Time, read through one injectable clock so tests can move it instead of sleeping."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import anyio
+
+__all__ = ["Clock", "SystemClock", "TestClock", "current_clock", "use_clock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where procflow reads the time: Unix seconds, and a way to wait."""
+
+    def now(self) -> float:
+        """The current time in Unix seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
+
+class SystemClock:
+    """The real time (``time.time``) and real sleeping."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(max(seconds, 0.0))
+
+
+class TestClock:
+    """A clock that moves only when told to: ``advance(seconds)`` or ``set(timestamp)``.
+
+    ``sleep`` returns once the clock has been moved past the deadline (it
+    checks between short real naps), so a worker driven by a ``TestClock``
+    wakes when the test advances time.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = float(start)
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
+        """
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward; got {seconds} seconds")
+        self._now += seconds
+
+    def set(self, timestamp: float) -> None:
+        """Move the clock to ``timestamp``.
+
+        Raises:
+            ValueError: ``timestamp`` is in the clock's past.
+        """
+        self.advance(timestamp - self._now)
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self._now + seconds
+        while self._now < deadline:
+            await anyio.sleep(0.001)
+
+
+_current: contextvars.ContextVar[Clock] = contextvars.ContextVar("procflow_clock", default=SystemClock())
+
+
+def current_clock() -> Clock:
+    """The clock of the running engine operation, else the system clock."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def use_clock(clock: Clock) -> Iterator[None]:
+    """Make ``clock`` the current clock inside the ``with`` block."""
+    token = _current.set(clock)
+    try:
+        yield
+    finally:
+        _current.reset(token)

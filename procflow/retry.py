@@ -1,0 +1,60 @@
+"""Retry policies for steps: ``Step(..., retry=Retry(max_attempts=5, backoff=Backoff(...)))``."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["Backoff", "Retry"]
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter and a cap.
+
+    The wait before attempt ``n + 1`` is ``initial * multiplier ** (n - 1)``,
+    at most ``cap``, then moved by up to ``jitter`` (a fraction) either way,
+    so that instances failing together do not retry together.
+    """
+
+    initial: timedelta | float = 1.0
+    multiplier: float = 2.0
+    cap: timedelta | float = 300.0
+    jitter: float = 0.2
+
+    def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after ``failed_attempts`` failures (1 or more)."""
+        base = min(_seconds(self.initial) * self.multiplier ** max(failed_attempts - 1, 0), _seconds(self.cap))
+        spread = base * self.jitter
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How often a failing step is tried, and how long to wait in between.
+
+    ``max_attempts`` counts the first try. An error that is an instance of one
+    of ``non_retryable`` fails the instance at once.
+
+    Raises:
+        ValueError: ``max_attempts`` is below 1.
+    """
+
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"Retry(max_attempts={self.max_attempts}): it must be at least 1")
+
+    def retries(self, failed_attempts: int, error: BaseException | None) -> bool:
+        """Whether to try again after ``failed_attempts`` failures, the last with ``error``."""
+        if error is not None and isinstance(error, self.non_retryable):
+            return False
+        return failed_attempts < self.max_attempts

@@ -76,12 +76,13 @@ class TestClock:
             await anyio.sleep(0.001)
 
 
-_current: contextvars.ContextVar[Clock] = contextvars.ContextVar("procflow_clock", default=SystemClock())
+_SYSTEM = SystemClock()
+_current: contextvars.ContextVar[Clock | None] = contextvars.ContextVar("procflow_clock", default=None)
 
 
 def current_clock() -> Clock:
     """The clock of the running engine operation, else the system clock."""
-    return _current.get()
+    return _current.get() or _SYSTEM
 
 
 @contextlib.contextmanager

@@ -29,7 +29,8 @@ class Backoff:
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 or more)."""
-        base = min(_seconds(self.initial) * self.multiplier ** max(failed_attempts - 1, 0), _seconds(self.cap))
+        growth = self.multiplier ** max(failed_attempts - 1, 0)
+        base = min(_seconds(self.initial) * growth, _seconds(self.cap))
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 

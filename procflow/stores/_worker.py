@@ -20,7 +20,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ..errors import ProcflowError, StoreError
+from ..errors import StoreError
 
 __all__ = ["SQLiteWorker"]
 
@@ -48,9 +48,10 @@ class SQLiteWorker:
     ``connect`` is called on that thread. ``call`` runs a function as is
     (reads, or work that manages its own transaction); ``write`` runs it
     inside ``BEGIN IMMEDIATE ... COMMIT``, possibly together with other
-    queued writes. A write that raises a ``ProcflowError`` is rolled back
-    alone; any other error fails the whole group, and every caller in it
-    gets that error.
+    queued writes. A write that raises is rolled back alone (to its
+    savepoint); only a failure of the transaction itself (it cannot begin or
+    commit, or SQLite aborted it) fails the whole group, and then every
+    caller in it gets that error.
     """
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str) -> None:
@@ -86,8 +87,9 @@ class SQLiteWorker:
             if self._closing:
                 raise StoreError(self._closed_message)
             self._queue.put(job)
-        # A job cannot be called back once the thread has it, so the caller
-        # waits for it even when cancelled: a write's outcome is never lost.
+        # Once queued, a job runs whatever happens to its caller; so the caller
+        # waits for the outcome even when cancelled, and never abandons a write
+        # whose fate it does not know.
         with anyio.CancelScope(shield=True):
             await job.done.wait()
         if job.error is not None:
@@ -195,7 +197,11 @@ def _run_writes(connection: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
                 connection.execute("SAVEPOINT job")
             try:
                 job.result = job.fn(connection)
-            except ProcflowError as exc:
+            except Exception as exc:  # this job's own failure (a conflict, a bad value, ...)
+                if not connection.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O
+                    # error): the writes of the jobs before this one are gone too.
+                    raise
                 job.error = exc
                 if not alone:
                     connection.execute("ROLLBACK TO job")

@@ -265,22 +265,32 @@ class PostgresStore:
         return as_int(rows[0][0])
 
     async def _migrate(self, pool: Pool) -> None:
-        async with pool.connection() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (schema.ADVISORY_LOCK,))
-            await connection.execute(schema.CREATE_VERSION_TABLE)
-            cursor = await connection.execute("SELECT version FROM procflow_schema")
+        where = f"the PostgreSQL database at {self._where()}"
+        async with pool.connection() as connection:
+            # Most opens find the schema current: check without locking or
+            # writing, so a role without CREATE rights can use a ready database.
+            cursor = await connection.execute("SELECT to_regclass('procflow_schema') IS NOT NULL")
             row = await cursor.fetchone()
-            current = 0 if row is None else int(row[0])
-            steps = pending(schema.MIGRATIONS, current, where=f"the PostgreSQL database at {self._where()}")
-            for migration in steps:
-                for statement in migration.statements:
-                    await connection.execute(statement)
-            if steps and row is None:
-                await connection.execute(
-                    "INSERT INTO procflow_schema (version) VALUES (%s)", (steps[-1].version,)
-                )
-            elif steps:
-                await connection.execute("UPDATE procflow_schema SET version = %s", (steps[-1].version,))
+            if row is not None and row[0]:
+                cursor = await connection.execute("SELECT max(version) FROM procflow_schema")
+                row = await cursor.fetchone()
+                if not pending(schema.MIGRATIONS, as_int(row[0] if row else 0), where=where):
+                    return
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (schema.ADVISORY_LOCK,))
+                await connection.execute(schema.CREATE_VERSION_TABLE)
+                cursor = await connection.execute("SELECT max(version) FROM procflow_schema")
+                row = await cursor.fetchone()
+                current = as_int(row[0] if row else 0)
+                steps = pending(schema.MIGRATIONS, current, where=where)
+                for migration in steps:
+                    for statement in migration.statements:
+                        await connection.execute(statement)
+                if steps:
+                    await connection.execute("DELETE FROM procflow_schema")
+                    await connection.execute(
+                        "INSERT INTO procflow_schema (version) VALUES (%s)", (steps[-1].version,)
+                    )
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> builtins.list[TupleRow]:
         import psycopg

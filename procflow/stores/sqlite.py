@@ -48,9 +48,10 @@ class SQLiteStore:
     the durability of the last commits before a power loss for speed.
 
     All database work runs on one thread per store, off the event loop, under
-    asyncio and trio alike. Writes that wait while another commits are
-    committed together (each still all-or-nothing), so many concurrent
-    senders share commits. Processes that open the same file take turns to
+    asyncio and trio alike. Each ``insert`` or ``update`` is all-or-nothing
+    and durable when it returns; writes that queue up while another commits
+    share the next commit (group commit), so concurrent senders need fewer
+    commits than writes. Processes that open the same file take turns to
     write, waiting up to ``timeout`` seconds for each other.
 
     Timestamps are kept in whole milliseconds. Use it as ``async with
@@ -99,7 +100,7 @@ class SQLiteStore:
         except BaseException as exc:
             await worker.stop()
             if isinstance(exc, sqlite3.Error):
-                raise self._error(exc, "open") from exc
+                raise self._error(exc, "open the database") from exc
             raise
         self._worker = worker
 

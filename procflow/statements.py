@@ -285,16 +285,23 @@ class Go(_Container):
 
 
 class On(_Container):
-    """An event of a ``Wait``: its ``Handler`` and the statements run once it was handled."""
+    """An event of a ``Wait``: its ``Handler`` and the statements run once it was handled.
 
-    __slots__ = ("handler", "name", "stmts")
+    ``buffer=True`` tells the engine to keep this event in the instance's
+    inbox when it arrives before a thread is parked on it, and to deliver it
+    once one is (by default such an event is refused with ``CallbackNotFound``).
+    """
+
+    __slots__ = ("buffer", "handler", "max_attempts", "name", "stmts")
     _kind = SEQUENCE
     _positional = True
 
-    def __init__(self, name: str, handler: Handler, *stmts: Stmt) -> None:
+    def __init__(self, name: str, handler: Handler, *stmts: Stmt, buffer: bool = False) -> None:
         if type(name) is not str or not name:
             raise _bad_name(type(self).__name__, name)
         self.name = name
+        self.buffer = buffer
+        self.max_attempts: int | None = None
         if not isinstance(handler, Handler):
             raise DefinitionError(
                 f"{type(self).__name__} {name!r}: the handler must be a procflow.Handler, got {handler!r}"
@@ -309,14 +316,27 @@ class OnEvent(On):
 
     The payload (JSON ``str``/``bytes``, a ``dict`` or a ``T``) is validated
     against ``T`` before ``fn`` runs; a bad one raises ``PayloadError``.
+    With ``max_attempts=N`` the engine cancels the instance, with
+    compensation, once N invalid payloads were sent to one parking of the
+    event (below N it stays parked and each sender gets the ``PayloadError``).
     """
 
     __slots__ = ()
 
-    def __init__(self, name: str, fn: Callable[..., Any], *stmts: Stmt) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *stmts: Stmt,
+        buffer: bool = False,
+        max_attempts: int | None = None,
+    ) -> None:
         if not callable(fn):
             raise DefinitionError(f"OnEvent {name!r}: fn must be callable, got {fn!r}")
-        super().__init__(name, FunctionHandler(fn), *stmts)
+        if max_attempts is not None and max_attempts < 1:
+            raise DefinitionError(f"OnEvent {name!r}: max_attempts must be at least 1, got {max_attempts}")
+        super().__init__(name, FunctionHandler(fn), *stmts, buffer=buffer)
+        self.max_attempts = max_attempts
 
     @property
     def fn(self) -> Callable[..., Any]:

@@ -20,117 +20,55 @@ one per executed step plus one per delivered event:
 So a step runs at least once, and exactly once unless the process dies
 between the step and the commit that follows it (the commit before the next
 side effect, or at the end of the operation).
+
+Time. Timer events, retries and runs left behind by a dead process give an
+instance a due time (an indexed column). ``run_worker`` claims due instances
+and works on them; without a worker, an instance catches up the next time a
+``send`` or ``resume`` touches it: overdue timers first, in thread order.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import time
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
+import anyio
+from pydantic import TypeAdapter
+
+from .bookkeeping import Bookkeeping, Buffered, Failure
+from .clock import Clock, SystemClock, use_clock
 from .errors import (
     CallbackNotFound,
     ConflictError,
     CorruptInstanceError,
     InstanceNotFound,
+    PayloadError,
     ProcflowError,
     SetupError,
     StepError,
     UnknownWorkflowError,
+    WorkflowFinishedError,
 )
-from .hooks import RunHooks
 from .instance import Instance, InstanceSummary, summarize
-from .interpreter import CheckpointType, cancel, handle_callback, resume
-from .state import CallbackRequest, State, WorkflowStatus
+from .interpreter import cancel, handle_callback, resume
+from .retry import Retry
+from .session import Session
+from .state import CallbackRequest, State, ThreadStatus, WaitEventStatus, WorkflowStatus
+from .statements import On, Step, Stmt, at, index
 from .stores.base import HistoryEntry, InstanceRecord, Store
+from .timers import due_at as timer_due_at
 from .workflow_type import WorkflowType
 
 __all__ = ["Engine"]
 
+logger = logging.getLogger("procflow")
 
-class _Session(RunHooks):
-    """One instance loaded for an operation: collects changes and commits them."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        wtype: WorkflowType,
-        workflow: Any,
-        state: State,
-        *,
-        version: int = 0,
-        correlation_id: str | None = None,
-        created_at: float = 0.0,
-    ) -> None:
-        self.engine = engine
-        self.wtype = wtype
-        self.workflow = workflow
-        self.state = state
-        self.version = version
-        self.correlation_id = correlation_id
-        self.created_at = created_at
-        self.updated_at = created_at
-        self.dirty = False
-        # Whether user code with side effects ran since the last commit: its
-        # result must be committed before the next one runs.
-        self.effect_ran = False
-        self.history: list[HistoryEntry] = []
-
-    def checkpoint(self, kind: CheckpointType) -> None:
-        self.dirty = True
-
-    async def before_effect(self) -> None:
-        if self.effect_ran:
-            await self.commit()
-        self.effect_ran = True
-
-    def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
-        self.history.append(HistoryEntry(self.engine.clock(), kind, name, thread, detail))
-
-    async def commit(self) -> None:
-        """Save data, state and new history in one commit (an insert the first time)."""
-        now = self.engine.clock()
-        record = InstanceRecord(
-            id=self.state.id,
-            workflow=self.wtype.name,
-            status=self.state.status.value,
-            data=self.wtype.encode(self.workflow),
-            state=self.state.model_dump_json(exclude_defaults=True),
-            version=self.version,
-            correlation_id=self.correlation_id,
-            created_at=self.created_at or now,
-            updated_at=now,
-        )
-        store = self.engine.store
-        if self.version == 0:
-            stored = await store.insert(record, self.history)
-        else:
-            stored = await store.update(record, self.history)
-        self.version = stored.version
-        self.created_at = stored.created_at
-        self.updated_at = stored.updated_at
-        self.history = []
-        self.dirty = False
-        self.effect_ran = False
-
-    async def commit_if_changed(self) -> None:
-        if self.dirty or self.history or self.version == 0:
-            await self.commit()
-
-    def instance(self) -> Instance[Any]:
-        return Instance(
-            id=self.state.id,
-            workflow=self.wtype.name,
-            data=self.workflow,
-            state=self.state,
-            version=self.version,
-            correlation_id=self.correlation_id,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
+_NO_RETRY = Retry(max_attempts=1)
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 class Engine:
@@ -138,8 +76,10 @@ class Engine:
 
     ``workflows`` registers the workflow classes the engine may load: an
     iterable of classes (stored under their class name) or a mapping of
-    stored name to class. ``clock`` returns the time in Unix seconds (inject
-    one in tests). Use the engine as an async context manager, or call
+    stored name to class. ``clock`` is where the engine reads time (a
+    ``TestClock`` in tests). ``stale_after`` is how long a run may go without
+    a commit before a worker takes it for abandoned (keep it above your
+    longest step). Use the engine as an async context manager, or call
     ``open()`` and ``close()``.
     """
 
@@ -148,14 +88,18 @@ class Engine:
         store: Store,
         workflows: Iterable[type[Any]] | Mapping[str, type[Any]] = (),
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         max_transitions: int = 10_000,
         conflict_retries: int = 5,
+        stale_after: float = 300.0,
+        setup_retry_delay: float = 30.0,
     ) -> None:
         self.store = store
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
         self.max_transitions = max_transitions
         self.conflict_retries = conflict_retries
+        self.stale_after = stale_after
+        self.setup_retry_delay = setup_retry_delay
         self._types: dict[str, WorkflowType] = {}
         self._by_class: dict[type[Any], WorkflowType] = {}
         items = workflows.items() if isinstance(workflows, Mapping) else ((None, c) for c in workflows)
@@ -215,13 +159,14 @@ class Engine:
         ``id`` defaults to a random UUID; ``correlation_id`` is an optional
         second, unique key (an order number, a payment id) for ``send``. The
         instance exists once its first commit is done; if the process dies
-        before, nothing is stored and ``start`` can be called again.
+        before, nothing is stored and ``start`` can be called again. A step
+        that fails is retried by its ``Retry`` policy (the returned instance
+        shows it), or fails the instance (status ``FAILED``).
 
         Raises:
             UnknownWorkflowError: the workflow's class is not registered.
             DuplicateInstanceError: the id or correlation id is taken.
-            StepError, SetupError, DefinitionError: as ``resume`` raises them,
-                after saving what was done.
+            DefinitionError: the definition is invalid.
         """
         wtype = self._by_class.get(type(workflow))
         if wtype is None:
@@ -230,9 +175,10 @@ class Engine:
             )
         state = State.new(id or str(uuid.uuid4()), wtype.name)
         wtype.attach(workflow, state)
-        session = _Session(self, wtype, workflow, state, correlation_id=correlation_id)
+        session = Session(self, wtype, workflow, state, correlation_id=correlation_id)
         session.transition("started")
-        await self._resume(session)
+        with use_clock(self.clock):
+            await self._run(session)
         return session.instance()
 
     async def send(
@@ -243,49 +189,98 @@ class Engine:
         *,
         thread_id: str = "",
         pc: int = 0,
+        buffer: bool | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Deliver ``event`` to the instance with id or correlation id ``key``.
 
-        Runs the event's handler, commits, resumes the instance until every
-        thread is parked again, and returns the handler's reply. Of two
+        Overdue timers of the instance are delivered first. Then the event's
+        handler runs, the delivery is committed, and the instance runs until
+        every thread is parked again; the handler's reply is returned. Of two
         senders racing for one event exactly one succeeds; the other gets
         ``CallbackNotFound``.
+
+        ``buffer``: when no thread is parked on the event yet, keep it in the
+        instance's inbox and deliver it, in order, once one is (returns
+        ``None`` then). ``None`` means the event's own default
+        (``OnEvent(..., buffer=...)``, off unless set): an event nobody waits
+        for is usually a mistake or a duplicate, and refusing it says so.
+
+        ``idempotency_key``: a repeat with the same key returns the first
+        reply (as JSON values) and runs nothing again.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
             CallbackNotFound: no thread is parked on the event (already
-                handled, or its Wait was left).
-            StaleCallback, PayloadError, HandlerError, WorkflowFinishedError:
-                as ``handle_callback`` raises them; nothing is saved.
+                handled, or its Wait was left) and it is not buffered.
+            PayloadError: the payload is invalid (after ``max_attempts`` of
+                them, the instance is also cancelled with compensation).
+            StaleCallback, HandlerError, WorkflowFinishedError: as
+                ``handle_callback`` raises them; nothing is saved.
             ConflictError: the instance kept changing under us after
                 ``conflict_retries`` attempts.
         """
         req = CallbackRequest(name=event, thread_id=thread_id, pc=pc)
-        for _ in range(self.conflict_retries):
-            session = await self._load(key)
-            reply = await self._deliver(session, req, payload)
-            try:
-                await session.commit()
-            except ConflictError:
-                continue  # someone saved first: try again on what they saved
-            await self._resume(session)
-            return reply
+        with use_clock(self.clock):
+            if idempotency_key is not None:
+                record = await self._record(key)
+                kept = await self.store.reply(record.id, idempotency_key)
+                if kept is not None:
+                    return _ANY.validate_json(kept)
+            for _ in range(self.conflict_retries):
+                session = await self._load(key)
+                try:
+                    await self._catch_up(session)
+                    reply = await self._deliver(session, req, payload, buffer)
+                except ConflictError:
+                    continue
+                if reply is _BUFFERED:
+                    return None
+                if idempotency_key is not None:
+                    session.reply = (idempotency_key, _ANY.dump_json(reply).decode())
+                try:
+                    await session.commit()
+                except ConflictError:
+                    continue  # someone saved first: try again on what they saved
+                await self._run(session)
+                return reply
         raise ConflictError(
             f"instance {key!r} changed on every one of {self.conflict_retries} attempts to deliver "
             f"{event!r}; try again"
         )
 
     async def resume(self, key: str) -> Instance[Any]:
-        """Run the instance's runnable threads (after a crash or a failed step).
+        """Catch the instance up: deliver overdue timers, run what is runnable.
+
+        A step waiting for its retry's backoff is not run early.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
-            StepError, SetupError, DefinitionError: as ``resume`` raises them.
         """
-        session = await self._load(key)
-        if session.state.status == WorkflowStatus.RESUMING:
-            await self._resume(session)
-        return session.instance()
+        with use_clock(self.clock):
+            session = await self._load(key)
+            await self._catch_up(session)
+            await session.commit_if_changed()
+            return session.instance()
+
+    async def retry(self, key: str) -> Instance[Any]:
+        """Try a ``FAILED`` instance's failed step again, now.
+
+        Raises:
+            InstanceNotFound: no instance has that id or correlation id.
+            ProcflowError: the instance has not failed.
+        """
+        with use_clock(self.clock):
+            session = await self._load(key)
+            failure = session.meta.failure
+            if failure is None:
+                raise ProcflowError(f"instance {session.id!r} has not failed; there is nothing to retry")
+            session.meta.failure = None
+            session.meta.attempts.pop(failure.step, None)
+            session.meta.retry_at = None
+            session.transition("retried", failure.step, failure.thread, "by hand")
+            await self._run(session)
+            return session.instance()
 
     async def cancel(self, key: str, *, reason: str, compensate: bool = False) -> Instance[Any]:
         """Cancel the instance: tear down its events, optionally compensate completed steps.
@@ -298,43 +293,64 @@ class Engine:
             WorkflowFinishedError: it is already finished or cancelled.
             StepError: a compensation raised (what ran before it is saved).
         """
-        for _ in range(self.conflict_retries):
-            session = await self._load(key)
-            try:
-                await cancel(
-                    session.workflow,
-                    session.state,
-                    session.checkpoint,
-                    reason=reason,
-                    compensate=compensate,
-                    hooks=session,
-                )
-            except ConflictError:
-                continue
-            except StepError:
-                await self._save_failure(session)
-                raise
-            try:
-                await session.commit_if_changed()
-            except ConflictError:
-                continue
-            return session.instance()
+        with use_clock(self.clock):
+            for _ in range(self.conflict_retries):
+                session = await self._load(key)
+                try:
+                    await self._cancel(session, reason, compensate)
+                except ConflictError:
+                    continue
+                return session.instance()
         raise ConflictError(f"instance {key!r} changed on every attempt to cancel it; try again")
 
     async def recover(self) -> builtins.list[str]:
         """Resume every instance left runnable (``RESUMING``), e.g. after a crash.
 
-        Returns the ids resumed. An instance that fails again (a step raises)
-        is left as it is and the others are still resumed.
+        Returns the ids resumed. One that fails again is left as it is (it is
+        retried or failed by its step's policy) and the others still run.
         """
         resumed = []
         async for summary in self.list(status=WorkflowStatus.RESUMING):
             try:
                 await self.resume(summary.id)
-            except ProcflowError:
+            except ProcflowError as e:
+                logger.warning("recover: instance %r: %s", summary.id, e)
                 continue
             resumed.append(summary.id)
         return resumed
+
+    # -- the worker ----------------------------------------------------------
+
+    async def work_once(self, *, batch: int = 20, lease: float = 60.0) -> int:
+        """Claim the instances that are due now and work on them; return how many.
+
+        Due are: timer events whose time came, steps whose retry backoff
+        ran out, and runs abandoned by a dead process. The claimed batch is
+        finished even if the calling task is cancelled meanwhile.
+        """
+        with use_clock(self.clock):
+            records = await self.store.claim_due(self.clock.now(), limit=batch, lease=lease)
+            with anyio.CancelScope(shield=True):
+                for record in records:
+                    try:
+                        await self._work_on(record)
+                    except ProcflowError as e:
+                        logger.warning("worker: instance %r: %s", record.id, e)
+        return len(records)
+
+    async def run_worker(self, *, poll_interval: float = 0.5, batch: int = 20, lease: float = 60.0) -> None:
+        """Work on due instances until cancelled (``procflow worker`` runs this).
+
+        Several workers, in one process or many, may run against one store:
+        each instance is claimed by one of them at a time (with row locks that
+        skip rows others hold, on PostgreSQL), and a delivered timer is
+        committed before anything it unblocks runs, so it is never delivered
+        twice. Cancel the task (or send SIGTERM to ``procflow worker``) to
+        stop: the batch in hand is finished first.
+        """
+        while True:
+            if await self.work_once(batch=batch, lease=lease) == 0:
+                await self.clock.sleep(poll_interval)
 
     # -- reading -------------------------------------------------------------
 
@@ -391,7 +407,7 @@ class Engine:
         record = await self._record(key)
         return await self.store.history(record.id)
 
-    # -- internals -----------------------------------------------------------
+    # -- loading -------------------------------------------------------------
 
     async def _record(self, key: str) -> InstanceRecord:
         try:
@@ -402,10 +418,13 @@ class Engine:
             except InstanceNotFound:
                 raise InstanceNotFound(f"no instance has id or correlation id {key!r}") from None
 
-    async def _load(self, key: str) -> _Session:
+    async def _load(self, key: str) -> Session:
         return self._decode(await self._record(key))
 
-    def _decode(self, record: InstanceRecord) -> _Session:
+    async def _reload(self, session: Session) -> Session:
+        return self._decode(await self.store.get(session.id))
+
+    def _decode(self, record: InstanceRecord) -> Session:
         wtype = self._types.get(record.workflow)
         if wtype is None:
             raise UnknownWorkflowError(
@@ -414,12 +433,13 @@ class Engine:
             )
         try:
             state = State.model_validate_json(record.state)
+            meta = Bookkeeping.load(record.meta)
         except ValueError as e:
             raise CorruptInstanceError(
                 f"instance {record.id!r}: its stored state cannot be decoded ({e}); repair or delete the row"
             ) from e
         workflow = wtype.decode(record.id, record.data, state)
-        return _Session(
+        return Session(
             self,
             wtype,
             workflow,
@@ -427,21 +447,64 @@ class Engine:
             version=record.version,
             correlation_id=record.correlation_id,
             created_at=record.created_at,
+            meta=meta,
         )
 
-    async def _deliver(self, session: _Session, req: CallbackRequest, payload: Any) -> Any:
-        try:
-            return await handle_callback(req, session.workflow, session.state, payload, hooks=session)
-        except CallbackNotFound:
-            if session.state.status != WorkflowStatus.RESUMING:
-                raise
-        # A crash left the instance runnable: it may park on the event once resumed.
-        await self._resume(session)
-        return await handle_callback(req, session.workflow, session.state, payload, hooks=session)
+    # -- running -------------------------------------------------------------
 
-    async def _resume(self, session: _Session) -> None:
-        """Resume, then commit what is left; on a conflict, reload and resume again."""
+    async def _work_on(self, record: InstanceRecord) -> None:
+        """A worker claimed ``record``: catch it up, and store its next due time."""
         for _ in range(self.conflict_retries):
+            session = self._decode(record)
+            try:
+                await self._catch_up(session)
+                if not session.committed:
+                    await session.commit()  # the claim moved due_at; put the real one back
+            except ConflictError:
+                record = await self.store.get(record.id)
+                continue
+            return
+
+    async def _catch_up(self, session: Session) -> None:
+        """Deliver overdue timers (thread order), then run what is runnable and due."""
+        if session.meta.failure is not None:
+            return
+        while (due := self._next_due_timer(session)) is not None:
+            req, name = due
+            await handle_callback(req, session.workflow, session.state, None, hooks=session)
+            session.transition("timer", name, req.thread_id)
+            await session.commit()
+            await self._run(session)
+            if session.meta.failure is not None:
+                return
+        if session.state.status == WorkflowStatus.RESUMING:
+            retry_at = session.meta.retry_at
+            if retry_at is None or retry_at <= self.clock.now():
+                await self._run(session)
+        elif session._setups_pending():
+            await self._run(session)
+
+    def _next_due_timer(self, session: Session) -> tuple[CallbackRequest, str] | None:
+        now = self.clock.now()
+        for t in session.state.threads:
+            if t.status != ThreadStatus.WAITING_EVENT:
+                continue
+            for e in t.wait_events:
+                due = timer_due_at(e)
+                if due is not None and due <= now:
+                    return CallbackRequest(name=e.req.name, thread_id=t.id, pc=e.req.pc), e.req.name
+        return None
+
+    async def _run(self, session: Session) -> None:
+        """Resume until parked, deliver what the inbox holds for new Waits, commit.
+
+        A failing step is retried later by its policy or fails the instance;
+        on a conflict the instance is reloaded and resumed again.
+        """
+        for _ in range(self.conflict_retries * 4):
+            if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                await session.commit_if_changed()
+                return
             try:
                 await resume(
                     session.workflow,
@@ -450,29 +513,143 @@ class Engine:
                     max_transitions=self.max_transitions,
                     hooks=session,
                 )
-            except ConflictError:
-                session = await self._reload(session)
-                if session.state.status != WorkflowStatus.RESUMING:
-                    return
-                continue
-            except (StepError, SetupError):
-                await self._save_failure(session)
-                raise
-            try:
+                if await self._deliver_from_inbox(session):
+                    continue
                 await session.commit_if_changed()
+                return
             except ConflictError:
                 session = await self._reload(session)
                 if session.state.status != WorkflowStatus.RESUMING:
                     return
-                continue
-            return
-        raise ConflictError(f"instance {session.state.id!r} changed on every attempt to resume it; try again")
+            except StepError as e:
+                self._step_failed(session, e)
+                await self._commit_quietly(session)
+                return
+            except SetupError as e:
+                logger.warning("instance %r: %s", session.id, e)
+                await self._commit_quietly(session)
+                return
+        raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
 
-    async def _reload(self, session: _Session) -> _Session:
-        return self._decode(await self.store.get(session.state.id))
-
-    async def _save_failure(self, session: _Session) -> None:
-        """After a failed step or setup: save what was done and the history of the failure."""
-        # On a conflict someone else saved; the failure shows again when they resume.
+    async def _commit_quietly(self, session: Session) -> None:
+        # On a conflict someone else saved; what failed shows again when they resume.
         with contextlib.suppress(ConflictError):
             await session.commit_if_changed()
+
+    def _step_failed(self, session: Session, error: StepError) -> None:
+        """Count the failure; schedule the retry, or fail the instance."""
+        name, cause = error.step, error.__cause__
+        attempts = session.meta.attempts.get(name, 0) + 1
+        session.meta.attempts[name] = attempts
+        step = self._statement(session, name)
+        policy = step.retry if isinstance(step, Step) and step.retry is not None else _NO_RETRY
+        now = self.clock.now()
+        if policy.retries(attempts, cause):
+            session.meta.retry_at = now + policy.backoff.delay(attempts)
+            session.transition("retry", name, error.thread_id, f"attempt {attempts} failed: {cause}")
+            return
+        session.meta.retry_at = None
+        session.meta.failure = Failure(
+            step=name, thread=error.thread_id, error=f"{type(cause).__name__}: {cause}", attempts=attempts, at=now
+        )
+        session.transition("failed", name, error.thread_id, f"after {attempts} attempt(s): {cause}")
+
+    def _statement(self, session: Session, name: str) -> Stmt | None:
+        """The statement named ``name`` in the instance's current definition."""
+        root = session.workflow.definition()
+        path = index(root).get(name)
+        return None if path is None else at(root, path)
+
+    async def _deliver(self, session: Session, req: CallbackRequest, payload: Any, buffer: bool | None) -> Any:
+        """``handle_callback`` with the engine's rules for early and invalid events."""
+        try:
+            return await handle_callback(req, session.workflow, session.state, payload, hooks=session)
+        except CallbackNotFound:
+            event = self._statement(session, req.name)
+            wanted = event.buffer if buffer is None and isinstance(event, On) else buffer
+            if not wanted or not isinstance(event, On):
+                raise
+            session.meta.inbox.append(
+                Buffered(
+                    event=req.name,
+                    payload=_ANY.dump_python(payload, mode="json"),
+                    thread_id=req.thread_id,
+                    at=self.clock.now(),
+                )
+            )
+            session.transition("buffered", req.name, req.thread_id)
+            await session.commit()
+            return _BUFFERED
+        except PayloadError:
+            await self._payload_rejected(session, req)
+            raise
+
+    async def _payload_rejected(self, session: Session, req: CallbackRequest) -> None:
+        """Count an invalid payload against its parked event; cancel after ``max_attempts``."""
+        event = self._statement(session, req.name)
+        limit = event.max_attempts if isinstance(event, On) else None
+        if limit is None:
+            return
+        parked = next(
+            (
+                (t.id, e.req.pc)
+                for t in session.state.threads
+                if not req.thread_id or t.id == req.thread_id
+                for e in t.wait_events
+                if e.req.name == req.name and e.status == WaitEventStatus.SETUP
+            ),
+            None,
+        )
+        if parked is None:
+            return
+        key = f"{parked[0]}:{req.name}:{parked[1]}"
+        count = session.meta.rejected.get(key, 0) + 1
+        session.meta.rejected[key] = count
+        session.transition("rejected", req.name, parked[0], f"invalid payload {count} of {limit}")
+        if count >= limit:
+            reason = f"{count} invalid payloads for event {req.name!r}"
+            await self._cancel(session, reason, compensate=True)
+        else:
+            await session.commit()
+
+    async def _deliver_from_inbox(self, session: Session) -> bool:
+        """Deliver the oldest buffered event a thread is now parked on; whether one was."""
+        for i, item in enumerate(session.meta.inbox):
+            req = CallbackRequest(name=item.event, thread_id=item.thread_id)
+            try:
+                await handle_callback(req, session.workflow, session.state, item.payload, hooks=session)
+            except CallbackNotFound:
+                continue
+            except ProcflowError as e:
+                del session.meta.inbox[i]
+                session.transition("dropped", item.event, item.thread_id, f"buffered event refused: {e}")
+                return True
+            del session.meta.inbox[i]
+            await session.commit()
+            return True
+        return False
+
+    async def _cancel(self, session: Session, reason: str, compensate: bool) -> None:
+        if session.status == WorkflowStatus.FAILED:
+            session.meta.failure = None
+        try:
+            await cancel(
+                session.workflow,
+                session.state,
+                session.checkpoint,
+                reason=reason,
+                compensate=compensate,
+                hooks=session,
+            )
+        except StepError:
+            await self._commit_quietly(session)
+            raise
+        except WorkflowFinishedError:
+            raise
+        session.meta.retry_at = None
+        session.meta.inbox.clear()
+        await session.commit_if_changed()
+
+
+# Returned by _deliver when the event went to the inbox.
+_BUFFERED: Any = object()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .bookkeeping import Bookkeeping, Buffered, Failure
 from .state import State, ThreadStatus, WaitEventStatus, WorkflowStatus
 
 __all__ = ["Instance", "InstanceSummary", "Parking", "parkings"]
@@ -51,11 +52,22 @@ class Instance(Generic[W]):
     correlation_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    meta: Bookkeeping = field(default_factory=Bookkeeping)
 
     @property
     def status(self) -> WorkflowStatus:
-        """The workflow's status."""
-        return self.state.status
+        """The instance's status; ``FAILED`` when a step's retries ran out."""
+        return WorkflowStatus.FAILED if self.meta.failure else self.state.status
+
+    @property
+    def failure(self) -> Failure | None:
+        """Which step failed, where and why, when the status is ``FAILED``."""
+        return self.meta.failure
+
+    @property
+    def inbox(self) -> list[Buffered]:
+        """Events that arrived early and wait for a thread to park on them, oldest first."""
+        return self.meta.inbox
 
     @property
     def parked(self) -> list[Parking]:

@@ -38,6 +38,9 @@ class WorkflowStatus(StrEnum):
     """The main thread returned; no threads are left."""
     CANCELLED = "CANCELLED"
     """``cancel`` was called; ``State.reason`` says why."""
+    FAILED = "FAILED"
+    """Set by the engine, never by the interpreter: a step failed and its retries
+    ran out. The stored ``State`` stays ``RESUMING``; ``Engine.retry`` tries again."""
 
 
 class ThreadStatus(StrEnum):

@@ -68,9 +68,11 @@ class CountingStore(MemoryStore):
         self.commits += 1
         return await super().insert(record, history)
 
-    async def update(self, record: InstanceRecord, history: Any = ()) -> InstanceRecord:
+    async def update(
+        self, record: InstanceRecord, history: Any = (), *, reply: tuple[str, str] | None = None
+    ) -> InstanceRecord:
         self.commits += 1
-        return await super().update(record, history)
+        return await super().update(record, history, reply=reply)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -305,7 +307,26 @@ async def test_data_that_no_longer_validates_raises_corrupt_instance(store: Stor
             await engine.get("o-1")
 
 
-async def test_a_failed_step_is_saved_in_the_history_and_retried_by_resume(store: Store) -> None:
+async def test_a_step_without_a_retry_policy_fails_the_instance_and_keeps_the_error(store: Store) -> None:
+    @dataclass
+    class Flaky:
+        def definition(self) -> pf.Section:
+            return pf.S(pf.Step("call api", self.call))
+
+        def call(self) -> None:
+            raise RuntimeError("503 from the payment api")
+
+    async with Engine(store, workflows=[Flaky]) as engine:
+        run = await engine.start(Flaky(), id="f-1")
+        assert run.status == pf.WorkflowStatus.FAILED
+        assert run.failure is not None
+        assert (run.failure.step, run.failure.attempts) == ("call api", 1)
+        assert "503" in run.failure.error
+        assert [h.kind for h in await engine.history("f-1")][-2:] == ["step_failed", "failed"]
+        assert [s.id async for s in engine.list(status="FAILED")] == ["f-1"]
+
+
+async def test_retry_by_hand_runs_the_failed_step_again(store: Store) -> None:
     attempts: list[int] = []
 
     @dataclass
@@ -319,11 +340,8 @@ async def test_a_failed_step_is_saved_in_the_history_and_retried_by_resume(store
                 raise RuntimeError("503 from the payment api")
 
     async with Engine(store, workflows=[Flaky]) as engine:
-        with pytest.raises(pf.StepError, match="503"):
-            await engine.start(Flaky(), id="f-1")
-        assert (await engine.get("f-1")).status == pf.WorkflowStatus.RESUMING
-        assert [h.kind for h in await engine.history("f-1")][-1] == "step_failed"
-        resumed = await engine.recover()
-        assert resumed == ["f-1"]
-        assert (await engine.get("f-1")).status == pf.WorkflowStatus.FINISHED
+        await engine.start(Flaky(), id="f-1")
+        inst = await engine.retry("f-1")
+        assert inst.status == pf.WorkflowStatus.FINISHED
+        assert inst.failure is None
         assert len(attempts) == 2

@@ -1,0 +1,165 @@
+"""One instance loaded for an engine operation: what changed, and committing it.
+
+A ``Session`` is the interpreter's checkpoint and hooks for one run: the
+checkpoints only mark it changed, ``before_effect`` commits what an earlier
+side effect did, and the engine commits the rest when its operation ends.
+Each commit writes data, state, bookkeeping, new history lines and the
+instance's next due time in one store write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .bookkeeping import Bookkeeping
+from .hooks import RunHooks
+from .instance import Instance
+from .interpreter import CheckpointType
+from .state import State, WaitEventStatus, WorkflowStatus
+from .stores.base import HistoryEntry, InstanceRecord
+from .timers import due_at as timer_due_at
+from .workflow_type import WorkflowType
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["Session"]
+
+# Event statuses that the next resume works on again (a failed setup or teardown).
+_RETRIED = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR, WaitEventStatus.TEARDOWN_ERROR)
+
+
+class Session(RunHooks):
+    """A loaded instance and what an operation changed in it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        wtype: WorkflowType,
+        workflow: Any,
+        state: State,
+        *,
+        version: int = 0,
+        correlation_id: str | None = None,
+        created_at: float = 0.0,
+        meta: Bookkeeping | None = None,
+    ) -> None:
+        self.engine = engine
+        self.wtype = wtype
+        self.workflow = workflow
+        self.state = state
+        self.version = version
+        self.correlation_id = correlation_id
+        self.created_at = created_at
+        self.updated_at = created_at
+        self.meta = meta or Bookkeeping()
+        self.dirty = False
+        # Whether user code with side effects ran since the last commit: its
+        # result must be committed before the next one runs.
+        self.effect_ran = False
+        self.committed = False
+        self.history: list[HistoryEntry] = []
+        self.reply: tuple[str, str] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    # -- RunHooks and checkpoint ---------------------------------------------
+
+    def checkpoint(self, kind: CheckpointType) -> None:
+        self.dirty = True
+
+    async def before_effect(self) -> None:
+        if self.effect_ran:
+            await self.commit()
+        self.effect_ran = True
+
+    def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
+        self.history.append(HistoryEntry(self.engine.clock.now(), kind, name, thread, detail))
+        if kind == "step" and name in self.meta.attempts:
+            # The step went through: its earlier failures no longer count.
+            del self.meta.attempts[name]
+            self.meta.retry_at = None
+        self.dirty = True
+
+    # -- committing ----------------------------------------------------------
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The instance's status as the engine reports it (``FAILED`` included)."""
+        return WorkflowStatus.FAILED if self.meta.failure else self.state.status
+
+    def due_at(self, now: float) -> float | None:
+        """When a worker should next look at the instance, or ``None``."""
+        if self.meta.failure is not None:
+            return None
+        due = [
+            at
+            for t in self.state.threads
+            for e in t.wait_events
+            if (at := timer_due_at(e)) is not None
+        ]
+        if self.meta.retry_at is not None:
+            due.append(self.meta.retry_at)
+        elif self.state.status == WorkflowStatus.RESUMING:
+            # A run in progress: if its process dies, a worker picks it up then.
+            due.append(now + self.engine.stale_after)
+        elif self.state.status == WorkflowStatus.WAITING and self._setups_pending():
+            due.append(now + self.engine.setup_retry_delay)
+        return min(due) if due else None
+
+    def _setups_pending(self) -> bool:
+        return any(e.status in _RETRIED for t in self.state.threads for e in t.wait_events)
+
+    async def commit(self) -> None:
+        """Save data, state, bookkeeping and new history in one write (an insert the first time).
+
+        Raises:
+            ConflictError: someone else saved the instance since it was loaded.
+            DuplicateInstanceError: on the first commit, the id or correlation id is taken.
+        """
+        now = self.engine.clock.now()
+        record = InstanceRecord(
+            id=self.state.id,
+            workflow=self.wtype.name,
+            status=self.status.value,
+            data=self.wtype.encode(self.workflow),
+            state=self.state.model_dump_json(exclude_defaults=True),
+            version=self.version,
+            correlation_id=self.correlation_id,
+            created_at=self.created_at or now,
+            updated_at=now,
+            due_at=self.due_at(now),
+            meta=self.meta.dump(),
+        )
+        store = self.engine.store
+        if self.version == 0:
+            stored = await store.insert(record, self.history)
+        else:
+            stored = await store.update(record, self.history, reply=self.reply)
+        self.version = stored.version
+        self.created_at = stored.created_at
+        self.updated_at = stored.updated_at
+        self.history = []
+        self.reply = None
+        self.dirty = False
+        self.effect_ran = False
+        self.committed = True
+
+    async def commit_if_changed(self) -> None:
+        if self.dirty or self.history or self.version == 0:
+            await self.commit()
+
+    def instance(self) -> Instance[Any]:
+        return Instance(
+            id=self.state.id,
+            workflow=self.wtype.name,
+            data=self.workflow,
+            state=self.state,
+            version=self.version,
+            correlation_id=self.correlation_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            meta=self.meta.model_copy(deep=True),
+        )

@@ -550,7 +550,11 @@ class Engine:
             return
         session.meta.retry_at = None
         session.meta.failure = Failure(
-            step=name, thread=error.thread_id, error=f"{type(cause).__name__}: {cause}", attempts=attempts, at=now
+            step=name,
+            thread=error.thread_id,
+            error=f"{type(cause).__name__}: {cause}",
+            attempts=attempts,
+            at=now,
         )
         session.transition("failed", name, error.thread_id, f"after {attempts} attempt(s): {cause}")
 
@@ -560,7 +564,9 @@ class Engine:
         path = index(root).get(name)
         return None if path is None else at(root, path)
 
-    async def _deliver(self, session: Session, req: CallbackRequest, payload: Any, buffer: bool | None) -> Any:
+    async def _deliver(
+        self, session: Session, req: CallbackRequest, payload: Any, buffer: bool | None
+    ) -> Any:
         """``handle_callback`` with the engine's rules for early and invalid events."""
         try:
             return await handle_callback(req, session.workflow, session.state, payload, hooks=session)

@@ -70,7 +70,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("graph", help="print a workflow's definition as a Mermaid flowchart")
     p.add_argument("target", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
+
+    p = commands.add_parser("serve", help="serve the instances over HTTP (needs procflow[http])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--root-path", default="", help="the path prefix a proxy serves the app under")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from ..http.serve import serve
+    except ImportError as e:
+        print(f"procflow: serve needs the HTTP extra (missing {e.name or e}): pip install 'procflow[http]'",
+              file=sys.stderr)
+        return 1
+    return serve(_engine(args), host=args.host, port=args.port, root_path=args.root_path)
 
 
 def _import(target: str, what: str) -> Any:
@@ -217,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     style = Style(sys.stdout)
     try:
+        if args.command == "serve":
+            return _serve(args)
         anyio.run(_run, args, style)
     except ProcflowError as e:
         print(f"procflow: {type(e).__name__}: {e}", file=sys.stderr)

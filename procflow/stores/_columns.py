@@ -8,6 +8,7 @@ row never takes a listing or the store down.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -17,15 +18,18 @@ __all__ = [
     "COLUMNS",
     "as_float_seconds",
     "as_int",
+    "as_optional_seconds",
     "as_optional_text",
     "as_text",
     "now_ms",
+    "optional_ms",
     "record_from_row",
+    "stored_as",
     "to_ms",
 ]
 
 
-COLUMNS = "id, workflow, status, data, state, version, correlation_id, created_at, updated_at"
+COLUMNS = "id, workflow, status, data, state, version, correlation_id, created_at, updated_at, due_at, meta"
 """The columns, in the order :func:`record_from_row` reads them."""
 
 
@@ -37,6 +41,11 @@ def now_ms() -> int:
 def to_ms(seconds: float) -> int:
     """A Unix timestamp in seconds, rounded to whole milliseconds."""
     return round(seconds * 1000)
+
+
+def optional_ms(seconds: float | None) -> int | None:
+    """Like :func:`to_ms`, but ``None`` stays ``None``."""
+    return None if seconds is None else to_ms(seconds)
 
 
 def as_text(value: object) -> str:
@@ -77,9 +86,21 @@ def as_float_seconds(value: object) -> float:
         return 0.0
 
 
+def as_optional_seconds(value: object) -> float | None:
+    """A nullable millisecond column as Unix seconds; ``NULL`` (or junk) becomes ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / 1000
+    try:
+        return float(as_text(value)) / 1000
+    except ValueError:
+        return None
+
+
 def record_from_row(row: Sequence[object]) -> InstanceRecord:
     """The record of a row of :data:`COLUMNS`, whatever the columns hold."""
-    id, workflow, status, data, state, version, correlation_id, created_at, updated_at = row
+    id, workflow, status, data, state, version, correlation_id, created_at, updated_at, due_at, meta = row
     return InstanceRecord(
         id=as_text(id),
         workflow=as_text(workflow),
@@ -90,4 +111,20 @@ def record_from_row(row: Sequence[object]) -> InstanceRecord:
         correlation_id=as_optional_text(correlation_id),
         created_at=as_float_seconds(created_at),
         updated_at=as_float_seconds(updated_at),
+        due_at=as_optional_seconds(due_at),
+        meta=as_text(meta),
+    )
+
+
+def stored_as(
+    record: InstanceRecord, *, version: int, created_at: float, updated_at: float
+) -> InstanceRecord:
+    """The record as a store keeps it: new version and timestamps, ``due_at`` to the millisecond."""
+    due_ms = optional_ms(record.due_at)
+    return dataclasses.replace(
+        record,
+        version=version,
+        created_at=created_at,
+        updated_at=updated_at,
+        due_at=None if due_ms is None else due_ms / 1000,
     )

@@ -46,4 +46,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "due times, the engine's bookkeeping, and replies kept for idempotency keys",
+        (
+            "ALTER TABLE procflow_instance ADD COLUMN due_at bigint",
+            "ALTER TABLE procflow_instance ADD COLUMN meta text NOT NULL DEFAULT ''",
+            "CREATE INDEX procflow_instance_due ON procflow_instance (due_at) WHERE due_at IS NOT NULL",
+            """CREATE TABLE procflow_reply (
+                k bigint NOT NULL,
+                key text NOT NULL,
+                reply text NOT NULL,
+                PRIMARY KEY (k, key)
+            )""",
+        ),
+    ),
 )

@@ -44,6 +44,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        2,
+        "due times, the engine's bookkeeping, and replies kept for idempotency keys",
+        (
+            "ALTER TABLE procflow_instance ADD COLUMN due_at INTEGER",
+            "ALTER TABLE procflow_instance ADD COLUMN meta TEXT NOT NULL DEFAULT ''",
+            # Only instances that are due at some time are in the index, so
+            # instances parked on plain events cost nothing here.
+            "CREATE INDEX procflow_instance_due ON procflow_instance (due_at) WHERE due_at IS NOT NULL",
+            """CREATE TABLE procflow_reply (
+                k INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                reply TEXT NOT NULL,
+                PRIMARY KEY (k, key)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 

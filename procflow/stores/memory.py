@@ -9,7 +9,7 @@ from types import TracebackType
 
 import anyio.lowlevel
 
-from ._columns import now_ms, to_ms
+from ._columns import now_ms, stored_as, to_ms
 from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
 from ._listing import check_limit, status_filter
 from .base import HistoryEntry, InstanceRecord
@@ -31,6 +31,7 @@ class MemoryStore:
         self._instances: dict[str, InstanceRecord] = {}
         self._by_correlation: dict[str, str] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
+        self._replies: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._instances)} instances)"
@@ -63,16 +64,24 @@ class MemoryStore:
             raise duplicate_id(record.id)
         self._check_correlation(record)
         now = now_ms() / 1000
-        stored = dataclasses.replace(record, version=1, created_at=now, updated_at=now)
+        stored = stored_as(record, version=1, created_at=now, updated_at=now)
         self._save(stored, None)
         self._history[record.id] = [_rounded(entry) for entry in history]
         return stored
 
-    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+    async def update(
+        self,
+        record: InstanceRecord,
+        history: Sequence[HistoryEntry] = (),
+        *,
+        reply: tuple[str, str] | None = None,
+    ) -> InstanceRecord:
         """Replace an instance and append history lines, if it is still at ``record.version``.
 
         Stores ``version + 1``; every field is replaced (``None`` clears the
-        correlation id) except ``created_at``.
+        correlation id and ``due_at``) except ``created_at``. ``reply`` is
+        ``(idempotency key, reply JSON)``; if the key already has a reply,
+        the first one stays.
 
         Raises:
             ConflictError: the stored version differs (someone else saved first).
@@ -86,11 +95,13 @@ class MemoryStore:
         if current.version != record.version:
             raise conflict(record.id, record.version, current.version)
         self._check_correlation(record)
-        stored = dataclasses.replace(
+        stored = stored_as(
             record, version=record.version + 1, created_at=current.created_at, updated_at=now_ms() / 1000
         )
         self._save(stored, current)
         self._history[record.id].extend(_rounded(entry) for entry in history)
+        if reply is not None:
+            self._replies.setdefault((record.id, reply[0]), reply[1])
         return stored
 
     async def get(self, id: str) -> InstanceRecord:
@@ -153,6 +164,40 @@ class MemoryStore:
         """The instance's history, oldest first (empty for an unknown id)."""
         await anyio.lowlevel.checkpoint()
         return list(self._history.get(id, ()))
+
+    async def reply(self, id: str, key: str) -> str | None:
+        """The reply kept for idempotency key ``key`` of instance ``id``, or ``None``."""
+        await anyio.lowlevel.checkpoint()
+        return self._replies.get((id, key))
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> builtins.list[InstanceRecord]:
+        """Take up to ``limit`` instances whose ``due_at`` is at or before ``now``, earliest first.
+
+        Each one's ``due_at`` moves to ``now + lease`` and its version grows,
+        so no one takes it again until the lease runs out. Returns the
+        records as stored.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+        """
+        check_limit(limit)
+        await anyio.lowlevel.checkpoint()
+        due = sorted(
+            (
+                record
+                for record in self._instances.values()
+                if record.due_at is not None and record.due_at <= now
+            ),
+            key=lambda record: (record.due_at, record.id),
+        )[:limit]
+        until = to_ms(now + lease) / 1000
+        stamp = now_ms() / 1000
+        claimed = []
+        for record in due:
+            stored = dataclasses.replace(record, version=record.version + 1, updated_at=stamp, due_at=until)
+            self._instances[record.id] = stored
+            claimed.append(stored)
+        return claimed
 
     def _check_correlation(self, record: InstanceRecord) -> None:
         if record.correlation_id is None:

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ProcflowError, StoreError
 from . import _postgres_schema as schema
-from ._columns import COLUMNS, as_float_seconds, as_int, as_text, now_ms, record_from_row
+from ._columns import (
+    COLUMNS,
+    as_float_seconds,
+    as_int,
+    as_text,
+    now_ms,
+    optional_ms,
+    record_from_row,
+    stored_as,
+    to_ms,
+)
 from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, page_query, status_filter
@@ -34,8 +43,9 @@ __all__ = ["PostgresStore"]
 
 _INSERT = (
     "INSERT INTO procflow_instance"
-    " (id, workflow, status, correlation_id, version, created_at, updated_at, data, state)"
-    " VALUES (%(id)s, %(workflow)s, %(status)s, %(correlation_id)s, 1, %(now)s, %(now)s, %(data)s, %(state)s)"
+    " (id, workflow, status, correlation_id, due_at, version, created_at, updated_at, data, state, meta)"
+    " VALUES (%(id)s, %(workflow)s, %(status)s, %(correlation_id)s, %(due_at)s, 1, %(now)s, %(now)s,"
+    " %(data)s, %(state)s, %(meta)s)"
 )
 _INSERT_WITH_HISTORY = (
     f"WITH i AS ({_INSERT} RETURNING k)"
@@ -43,16 +53,35 @@ _INSERT_WITH_HISTORY = (
 )
 _UPDATE = (
     "UPDATE procflow_instance SET workflow = %(workflow)s, status = %(status)s,"
-    " correlation_id = %(correlation_id)s, version = version + 1, updated_at = %(now)s,"
-    " data = %(data)s, state = %(state)s"
+    " correlation_id = %(correlation_id)s, due_at = %(due_at)s, version = version + 1, updated_at = %(now)s,"
+    " data = %(data)s, state = %(state)s, meta = %(meta)s"
     " WHERE id = %(id)s AND version = %(version)s RETURNING k, version, created_at"
 )
-_UPDATE_WITH_HISTORY = (
-    f"WITH u AS ({_UPDATE}),"
+_WITH_HISTORY = (
     " h AS (INSERT INTO procflow_history (k, version, at, entries)"
-    " SELECT k, version, %(at)s, %(entries)s FROM u)"
-    " SELECT k, version, created_at FROM u"
+    " SELECT k, version, %(at)s, %(entries)s FROM u),"
 )
+# The first reply kept for a key stays: a key names one delivery, whatever retries follow.
+_WITH_REPLY = (
+    " r AS (INSERT INTO procflow_reply (k, key, reply) SELECT k, %(key)s, %(reply)s FROM u"
+    " ON CONFLICT DO NOTHING),"
+)
+_CLAIM = (
+    "WITH due AS (SELECT k, due_at FROM procflow_instance"
+    " WHERE due_at IS NOT NULL AND due_at <= %(now)s ORDER BY due_at LIMIT %(limit)s"
+    " FOR UPDATE SKIP LOCKED)"
+    " UPDATE procflow_instance AS i SET due_at = %(until)s, version = i.version + 1, updated_at = %(stamp)s"
+    " FROM due WHERE i.k = due.k RETURNING due.due_at, "
+    + ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
+)
+
+
+def _update_sql(*, history: bool, reply: bool) -> str:
+    """One statement that updates, appends the history and keeps the reply: one round trip, one commit."""
+    if not history and not reply:
+        return _UPDATE
+    parts = (_WITH_HISTORY if history else "") + (_WITH_REPLY if reply else "")
+    return f"WITH u AS ({_UPDATE}),{parts.rstrip(',')} SELECT k, version, created_at FROM u"
 
 
 class PostgresStore:
@@ -154,14 +183,22 @@ class PostgresStore:
         params = _params(record, now, history)
         await self._run(_INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True)
         stamp = now / 1000
-        return dataclasses.replace(record, version=1, created_at=stamp, updated_at=stamp)
+        return stored_as(record, version=1, created_at=stamp, updated_at=stamp)
 
-    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+    async def update(
+        self,
+        record: InstanceRecord,
+        history: Sequence[HistoryEntry] = (),
+        *,
+        reply: tuple[str, str] | None = None,
+    ) -> InstanceRecord:
         """Replace an instance and append history lines, in one statement and one commit.
 
         Writes only if the stored version is still ``record.version``, and
         stores ``version + 1``. Every column is replaced, the correlation id
-        too (``None`` clears it); ``created_at`` is kept.
+        and ``due_at`` too (``None`` clears them); ``created_at`` is kept.
+        ``reply`` is ``(idempotency key, reply JSON)``, kept in the same
+        commit; if the key already has a reply, the first one stays.
 
         Raises:
             ConflictError: the stored version differs (someone else saved first).
@@ -172,14 +209,17 @@ class PostgresStore:
         now = now_ms()
         params = _params(record, now, history)
         params["version"] = record.version
-        rows = await self._run(_UPDATE_WITH_HISTORY if history else _UPDATE, params, record, new=False)
+        if reply is not None:
+            params["key"], params["reply"] = reply
+        sql = _update_sql(history=bool(history), reply=reply is not None)
+        rows = await self._run(sql, params, record, new=False)
         if not rows:
             found = await self._fetch("SELECT version FROM procflow_instance WHERE id = %s", (record.id,))
             if not found:
                 raise not_found(record.id)
             raise conflict(record.id, record.version, found[0][0])
         _, version, created_at = rows[0]
-        return dataclasses.replace(
+        return stored_as(
             record, version=as_int(version), created_at=as_float_seconds(created_at), updated_at=now / 1000
         )
 
@@ -252,6 +292,39 @@ class PostgresStore:
         rows = await self._fetch(sql, (id,))
         return [entry for at, entries in rows for entry in decode_entries(at, entries)]
 
+    async def reply(self, id: str, key: str) -> str | None:
+        """The reply kept for idempotency key ``key`` of instance ``id``, or ``None``.
+
+        Raises:
+            StoreError: the database failed or could not be reached.
+        """
+        sql = (
+            "SELECT r.reply FROM procflow_reply AS r JOIN procflow_instance AS i ON r.k = i.k"
+            " WHERE i.id = %s AND r.key = %s"
+        )
+        rows = await self._fetch(sql, (id, key))
+        return as_text(rows[0][0]) if rows else None
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> builtins.list[InstanceRecord]:
+        """Take up to ``limit`` instances whose ``due_at`` is at or before ``now``, earliest first.
+
+        In one statement and one commit each one's ``due_at`` moves to
+        ``now + lease`` and its version grows, so no other worker takes it
+        until the lease runs out. Rows another worker is claiming at the same
+        moment are skipped, not waited for (``FOR UPDATE SKIP LOCKED``).
+        Returns the records as stored.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreError: the database failed or could not be reached.
+        """
+        check_limit(limit)
+        params = {"now": to_ms(now), "limit": limit, "until": to_ms(now + lease), "stamp": now_ms()}
+        rows = await self._fetch(_CLAIM, params)
+        # RETURNING keeps no order: sort by the due time each row had.
+        rows.sort(key=lambda row: (as_int(row[0]), as_text(row[1])))
+        return [record_from_row(row[1:]) for row in rows]
+
     async def size_bytes(self) -> int:
         """Bytes used by the store's tables, indexes and TOAST data.
 
@@ -292,7 +365,7 @@ class PostgresStore:
                         "INSERT INTO procflow_schema (version) VALUES (%s)", (steps[-1].version,)
                     )
 
-    async def _fetch(self, sql: str, params: Sequence[Any]) -> builtins.list[TupleRow]:
+    async def _fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> builtins.list[TupleRow]:
         import psycopg
 
         try:
@@ -371,9 +444,11 @@ def _params(record: InstanceRecord, now: int, history: Sequence[HistoryEntry]) -
         "workflow": record.workflow,
         "status": record.status,
         "correlation_id": record.correlation_id,
+        "due_at": optional_ms(record.due_at),
         "now": now,
         "data": record.data,
         "state": record.state,
+        "meta": record.meta,
     }
     if history:
         params["at"], params["entries"] = encode_entries(history)

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 
 from ..errors import ProcflowError, StoreError
 from . import _sqlite_schema
-from ._columns import COLUMNS, as_int, as_text, now_ms, record_from_row
+from ._columns import COLUMNS, as_int, as_text, now_ms, optional_ms, record_from_row, stored_as, to_ms
 from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, merge_by_id, page_query, status_filter
@@ -29,14 +29,17 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _INSERT = (
     "INSERT INTO procflow_instance"
-    " (id, workflow, status, correlation_id, version, created_at, updated_at, data, state)"
-    " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+    " (id, workflow, status, correlation_id, due_at, version, created_at, updated_at, data, state, meta)"
+    " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
 )
 _UPDATE = (
-    "UPDATE procflow_instance SET workflow = ?, status = ?, correlation_id = ?, version = ?,"
-    " updated_at = ?, data = ?, state = ? WHERE k = ?"
+    "UPDATE procflow_instance SET workflow = ?, status = ?, correlation_id = ?, due_at = ?, version = ?,"
+    " updated_at = ?, data = ?, state = ?, meta = ? WHERE k = ?"
 )
 _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES (?, ?, ?, ?)"
+# The first reply kept for a key stays: a key names one delivery, whatever retries follow.
+_INSERT_REPLY = "INSERT OR IGNORE INTO procflow_reply (k, key, reply) VALUES (?, ?, ?)"
+_CLAIM = "UPDATE procflow_instance SET due_at = ?, version = version + 1, updated_at = ? WHERE k = ?"
 
 
 class SQLiteStore:
@@ -122,11 +125,12 @@ class SQLiteStore:
         """
         now = now_ms()
         rows = encode_entries(history) if history else None
+        due = optional_ms(record.due_at)
 
         def insert(connection: sqlite3.Connection) -> None:
-            params = (record.id, record.workflow, record.status, record.correlation_id, now, now)
+            params = (record.id, record.workflow, record.status, record.correlation_id, due, now, now)
             try:
-                cursor = connection.execute(_INSERT, (*params, record.data, record.state))
+                cursor = connection.execute(_INSERT, (*params, record.data, record.state, record.meta))
             except sqlite3.IntegrityError as exc:
                 raise _duplicate(connection, record, exc, new=True) from exc
             if rows is not None:
@@ -134,14 +138,22 @@ class SQLiteStore:
 
         await self._write(insert, f"insert instance {record.id!r}")
         stamp = now / 1000
-        return dataclasses.replace(record, version=1, created_at=stamp, updated_at=stamp)
+        return stored_as(record, version=1, created_at=stamp, updated_at=stamp)
 
-    async def update(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
+    async def update(
+        self,
+        record: InstanceRecord,
+        history: Sequence[HistoryEntry] = (),
+        *,
+        reply: tuple[str, str] | None = None,
+    ) -> InstanceRecord:
         """Replace an instance and append history lines, in one commit.
 
         Writes only if the stored version is still ``record.version``, and
         stores ``version + 1``. Every column is replaced, the correlation id
-        too (``None`` clears it); ``created_at`` is kept.
+        and ``due_at`` too (``None`` clears them); ``created_at`` is kept.
+        ``reply`` is ``(idempotency key, reply JSON)``, kept in the same
+        commit; if the key already has a reply, the first one stays.
 
         Raises:
             ConflictError: the stored version differs (someone else saved first).
@@ -152,6 +164,7 @@ class SQLiteStore:
         now = now_ms()
         rows = encode_entries(history) if history else None
         version = record.version + 1
+        due = optional_ms(record.due_at)
 
         def update(connection: sqlite3.Connection) -> int:
             found = connection.execute(
@@ -162,19 +175,19 @@ class SQLiteStore:
             key, stored_version, created_at = found
             if stored_version != record.version:
                 raise conflict(record.id, record.version, stored_version)
-            params = (record.workflow, record.status, record.correlation_id, version, now)
+            params = (record.workflow, record.status, record.correlation_id, due, version, now)
             try:
-                connection.execute(_UPDATE, (*params, record.data, record.state, key))
+                connection.execute(_UPDATE, (*params, record.data, record.state, record.meta, key))
             except sqlite3.IntegrityError as exc:
                 raise _duplicate(connection, record, exc, new=False) from exc
             if rows is not None:
                 connection.execute(_INSERT_HISTORY, (key, version, *rows))
+            if reply is not None:
+                connection.execute(_INSERT_REPLY, (key, *reply))
             return as_int(created_at)
 
         created_at = await self._write(update, f"update instance {record.id!r}")
-        return dataclasses.replace(
-            record, version=version, created_at=created_at / 1000, updated_at=now / 1000
-        )
+        return stored_as(record, version=version, created_at=created_at / 1000, updated_at=now / 1000)
 
     async def get(self, id: str) -> InstanceRecord:
         """The instance with this id.
@@ -255,6 +268,54 @@ class SQLiteStore:
             lambda connection: connection.execute(sql, (id,)).fetchall(), f"history {id!r}"
         )
         return [entry for at, entries in rows for entry in decode_entries(at, entries)]
+
+    async def reply(self, id: str, key: str) -> str | None:
+        """The reply kept for idempotency key ``key`` of instance ``id``, or ``None``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        sql = (
+            "SELECT r.reply FROM procflow_reply AS r JOIN procflow_instance AS i ON r.k = i.k"
+            " WHERE i.id = ? AND r.key = ?"
+        )
+        row = await self._read(
+            lambda connection: connection.execute(sql, (id, key)).fetchone(), f"reply {id!r}"
+        )
+        return None if row is None else as_text(row[0])
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> builtins.list[InstanceRecord]:
+        """Take up to ``limit`` instances whose ``due_at`` is at or before ``now``, earliest first.
+
+        In one commit each one's ``due_at`` moves to ``now + lease`` and its
+        version grows, so no other worker (in this or another process) takes
+        it until the lease runs out. Returns the records as stored. Writers
+        take turns on a SQLite file, so two claims never see the same rows.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreError: the database failed.
+        """
+        check_limit(limit)
+        until = to_ms(now + lease)
+        sql = (
+            f"SELECT k, {COLUMNS} FROM procflow_instance"
+            " WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?"
+        )
+
+        def claim(connection: sqlite3.Connection) -> builtins.list[InstanceRecord]:
+            stamp = now_ms()
+            rows = connection.execute(sql, (to_ms(now), limit)).fetchall()
+            connection.executemany(_CLAIM, [(until, stamp, key) for key, *_ in rows])
+            claimed = [record_from_row(row[1:]) for row in rows]
+            return [
+                dataclasses.replace(
+                    one, version=one.version + 1, updated_at=stamp / 1000, due_at=until / 1000
+                )
+                for one in claimed
+            ]
+
+        return await self._write(claim, "claim due instances")
 
     async def size_bytes(self) -> int:
         """The size of the database: page count times page size, indexes included.

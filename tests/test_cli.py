@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ def procflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "PYTHONPATH": str(cwd)},
     )
 
 
@@ -125,3 +127,49 @@ def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path
     result = procflow(tmp_path, "--db", url, "--app", "myapp:engine", "send", "t-1", "close")
     assert result.returncode == 0, result.stderr
     assert "t-1: FINISHED" in result.stdout
+
+
+def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "holdapp.py").write_text(
+        "from dataclasses import dataclass\n"
+        "import procflow as pf\n"
+        "from procflow.timers import Timer\n"
+        "@dataclass\n"
+        "class Hold:\n"
+        "    expired: bool = False\n"
+        "    def definition(self) -> pf.Section:\n"
+        "        return pf.S(pf.Wait('hold', pf.On('expired', Timer(after=0.3), pf.Step('expire', self.expire))))\n"
+        "    def expire(self) -> None:\n"
+        "        self.expired = True\n"
+        "engine = pf.Engine(pf.MemoryStore(), workflows=[Hold])\n"
+        "async def seed(url: str) -> None:\n"
+        "    async with pf.Engine(pf.open_store(url), workflows=[Hold]) as e:\n"
+        "        await e.start(Hold(), id='h-1')\n"
+    )
+    url = f"sqlite:///{tmp_path / 'hold.db'}"
+    seed = subprocess.run(
+        [sys.executable, "-c", f"import anyio, holdapp; anyio.run(holdapp.seed, {url!r})"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert seed.returncode == 0, seed.stderr
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "procflow", "--db", url, "--app", "holdapp:engine", "worker", "--poll", "0.05"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline and "FINISHED" not in status:
+            time.sleep(0.2)
+            status = procflow(tmp_path, "--db", url, "--app", "holdapp:engine", "list").stdout
+        assert "FINISHED" in status
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "SIGTERM, stopping" in err

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -67,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="instance id or correlation id")
     p.add_argument("--reason", required=True, help="why (stored with the instance)")
     p.add_argument("--compensate", action="store_true", help="undo completed steps first")
+
+    p = commands.add_parser("retry", help="run the failed step of a FAILED instance again")
+    p.add_argument("id", help="instance id or correlation id")
+
+    p = commands.add_parser("worker", help="deliver due timers and retries until stopped (SIGTERM, Ctrl-C)")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks when idle (default 0.5)")
+    p.add_argument("--batch", type=int, default=20, help="instances claimed at a time (default 20)")
 
     p = commands.add_parser("graph", help="print a workflow's definition as a Mermaid flowchart")
     p.add_argument("target", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
@@ -152,9 +160,30 @@ async def _run(args: argparse.Namespace, style: Style) -> None:
             print(json.dumps(reply, default=str) if reply is not None else "delivered")
             inst = await engine.get(args.id)
             print(f"{inst.id}: {style.status(inst.status.value)}")
+        elif args.command == "retry":
+            inst = await engine.retry(args.id)
+            print(f"{inst.id}: {style.status(inst.status.value)}")
+        elif args.command == "worker":
+            await _worker(engine, args)
         elif args.command == "cancel":
             inst = await engine.cancel(args.id, reason=args.reason, compensate=args.compensate)
             print(f"{inst.id}: {style.status(inst.status.value)} ({inst.state.reason})")
+
+
+async def _worker(engine: Engine, args: argparse.Namespace) -> None:
+    """Run the worker until SIGTERM or SIGINT; the batch in hand is finished first."""
+    print(f"procflow worker: polling every {args.poll}s; stop with SIGTERM or Ctrl-C", file=sys.stderr)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    print(f"procflow worker: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await engine.run_worker(poll_interval=args.poll, batch=args.batch)
 
 
 async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:

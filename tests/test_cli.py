@@ -138,7 +138,8 @@ def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path
         "class Hold:\n"
         "    expired: bool = False\n"
         "    def definition(self) -> pf.Section:\n"
-        "        return pf.S(pf.Wait('hold', pf.On('expired', Timer(after=0.3), pf.Step('expire', self.expire))))\n"
+        "        expire = pf.Step('expire', self.expire)\n"
+        "        return pf.S(pf.Wait('hold', pf.On('expired', Timer(after=0.3), expire)))\n"
         "    def expire(self) -> None:\n"
         "        self.expired = True\n"
         "engine = pf.Engine(pf.MemoryStore(), workflows=[Hold])\n"
@@ -155,7 +156,7 @@ def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path
     )
     assert seed.returncode == 0, seed.stderr
     worker = subprocess.Popen(
-        [sys.executable, "-m", "procflow", "--db", url, "--app", "holdapp:engine", "worker", "--poll", "0.05"],
+        [sys.executable, "-m", "procflow", "--db", url, "--app", "holdapp:engine", "worker", "--poll", ".05"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

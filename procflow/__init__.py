@@ -5,6 +5,8 @@ the interpreter walks it, parks threads on events, and hands every change of
 state to a checkpoint callback so the instance can live in any store.
 """
 
+from .bookkeeping import Buffered, Failure
+from .clock import Clock, SystemClock, TestClock
 from .engine import Engine
 from .errors import (
     CallbackNotFound,
@@ -28,6 +30,7 @@ from .handlers import Handler
 from .hooks import RunHooks
 from .instance import Instance, InstanceSummary, Parking
 from .interpreter import Checkpoint, CheckpointType, Workflow, cancel, handle_callback, resume
+from .retry import Backoff, Retry
 from .state import (
     MAIN_THREAD,
     CallbackRequest,
@@ -60,6 +63,7 @@ from .statements import (
     walk,
 )
 from .stores import HistoryEntry, InstanceRecord, MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+from .timers import Sleep, Timer
 from .waitgroup import WaitGroup
 
 __version__ = "0.1.0"
@@ -68,12 +72,15 @@ __all__ = [
     "DEFINITION_SCHEMA",
     "MAIN_THREAD",
     "STATE_SCHEMA",
+    "Backoff",
     "Break",
+    "Buffered",
     "CallbackNotFound",
     "CallbackRequest",
     "Case",
     "Checkpoint",
     "CheckpointType",
+    "Clock",
     "ConflictError",
     "Continue",
     "CorruptInstanceError",
@@ -82,6 +89,7 @@ __all__ = [
     "DuplicateInstanceError",
     "Engine",
     "ExportError",
+    "Failure",
     "For",
     "Go",
     "Handler",
@@ -99,12 +107,14 @@ __all__ = [
     "PayloadError",
     "PostgresStore",
     "ProcflowError",
+    "Retry",
     "Return",
     "RunHooks",
     "S",
     "SQLiteStore",
     "Section",
     "SetupError",
+    "Sleep",
     "StaleCallback",
     "State",
     "Step",
@@ -113,8 +123,11 @@ __all__ = [
     "Store",
     "StoreError",
     "Switch",
+    "SystemClock",
+    "TestClock",
     "Thread",
     "ThreadStatus",
+    "Timer",
     "UnknownWorkflowError",
     "Wait",
     "WaitEvent",

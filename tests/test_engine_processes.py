@@ -150,6 +150,6 @@ def test_racing_senders_on_sqlite_exactly_one_handles_the_event(
 
 @pytest.mark.postgres
 def test_racing_senders_on_postgres_exactly_one_handles_the_event(
-    postgres_dsn_fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _assert_one_winner(_race(postgres_dsn_fresh, tmp_path, monkeypatch), postgres_dsn_fresh)
+    _assert_one_winner(_race(postgres_database, tmp_path, monkeypatch), postgres_database)

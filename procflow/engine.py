@@ -58,6 +58,7 @@ from .interpreter import cancel, handle_callback, resume
 from .retry import Retry
 from .session import Session
 from .state import CallbackRequest, State, ThreadStatus, WaitEventStatus, WorkflowStatus
+from .state_codec import decode_state
 from .statements import On, Step, Stmt, at, index
 from .stores.base import HistoryEntry, InstanceRecord, Store
 from .timers import due_at as timer_due_at
@@ -432,7 +433,7 @@ class Engine:
                 f"registered: {sorted(self._types) or 'none'}"
             )
         try:
-            state = State.model_validate_json(record.state)
+            state = decode_state(record.state, record.id, record.workflow, record.status)
             meta = Bookkeeping.load(record.meta)
         except ValueError as e:
             raise CorruptInstanceError(

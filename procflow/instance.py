@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from .bookkeeping import Bookkeeping, Buffered, Failure
 from .state import State, ThreadStatus, WaitEventStatus, WorkflowStatus
+from .state_codec import decode_state
 
 __all__ = ["Instance", "InstanceSummary", "Parking", "parkings"]
 
@@ -107,7 +108,7 @@ def summarize(record: Any) -> InstanceSummary:
     parked: tuple[Parking, ...] = ()
     error = ""
     try:
-        parked = tuple(parkings(State.model_validate_json(record.state)))
+        parked = tuple(parkings(decode_state(record.state, record.id, record.workflow, record.status)))
     except Exception as e:
         error = f"stored state cannot be decoded: {type(e).__name__}"
     return InstanceSummary(

@@ -16,6 +16,7 @@ from .hooks import RunHooks
 from .instance import Instance
 from .interpreter import CheckpointType
 from .state import State, WaitEventStatus, WorkflowStatus
+from .state_codec import encode_state
 from .stores.base import HistoryEntry, InstanceRecord
 from .timers import due_at as timer_due_at
 from .workflow_type import WorkflowType
@@ -125,7 +126,7 @@ class Session(RunHooks):
             workflow=self.wtype.name,
             status=self.status.value,
             data=self.wtype.encode(self.workflow),
-            state=self.state.model_dump_json(exclude_defaults=True),
+            state=encode_state(self.state),
             version=self.version,
             correlation_id=self.correlation_id,
             created_at=self.created_at or now,

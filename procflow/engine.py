@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ from .errors import (
     CallbackNotFound,
     ConflictError,
     CorruptInstanceError,
+    DefinitionError,
     InstanceNotFound,
     PayloadError,
     ProcflowError,
@@ -57,9 +59,9 @@ from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
 from .retry import Retry
 from .session import Session
-from .state import CallbackRequest, State, ThreadStatus, WaitEventStatus, WorkflowStatus
+from .state import CallbackRequest, State, ThreadStatus, WaitEvent, WaitEventStatus, WorkflowStatus
 from .state_codec import decode_state
-from .statements import On, Step, Stmt, at, index
+from .statements import On, Step, Stmt, Wait, WaitFor, at, index
 from .stores.base import HistoryEntry, InstanceRecord, Store
 from .timers import due_at as timer_due_at
 from .workflow_type import WorkflowType
@@ -303,6 +305,121 @@ class Engine:
                     continue
                 return session.instance()
         raise ConflictError(f"instance {key!r} changed on every attempt to cancel it; try again")
+
+    async def goto(
+        self,
+        key: str,
+        *,
+        thread: str,
+        step: str,
+        who: str,
+        why: str,
+        run: bool = True,
+    ) -> Instance[Any]:
+        """Move a thread of an instance to another named statement (a repair).
+
+        ``step`` names a Step, Wait or WaitFor of the current definition. To a
+        Step, the thread continues as if that step had just completed (to run
+        step X again, go to the step before it); to a Wait or WaitFor, the
+        thread parks there (its events are set up by the next resume). The
+        events the thread was parked on are torn down. The move is saved with
+        ``who`` and ``why`` in the history, then the instance runs on (unless
+        ``run=False``).
+
+        Raises:
+            InstanceNotFound: no instance has that id or correlation id.
+            WorkflowFinishedError: the instance is finished or cancelled.
+            DefinitionError: no thread ``thread``, or no Step/Wait/WaitFor ``step``.
+        """
+        with use_clock(self.clock):
+            session = await self._load(key)
+            state = session.state
+            if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                raise WorkflowFinishedError(
+                    f"instance {session.id!r} is {state.status.value}; there is nothing to move"
+                )
+            target = self._statement(session, step)
+            if not isinstance(target, (Step, Wait, WaitFor)):
+                found = "nothing" if target is None else f"a {type(target).__name__}"
+                raise DefinitionError(
+                    f"goto {step!r}: the definition of {session.wtype.name!r} has {found} by that name; "
+                    "name a Step, Wait or WaitFor"
+                )
+            moved = next((t for t in state.threads if t.id == thread), None)
+            if moved is None:
+                raise DefinitionError(
+                    f"instance {session.id!r} has no thread {thread!r}; threads: "
+                    f"{', '.join(t.id for t in state.threads) or 'none'}"
+                )
+            was = moved.cur_step
+            events = []
+            for e in moved.wait_events:
+                if e.status == WaitEventStatus.SETUP:
+                    events.append(e.model_copy(update={"status": WaitEventStatus.PENDING_TEARDOWN}))
+                elif e.status in (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR):
+                    events.append(e)
+            moved.wait_events = events
+            moved.cur_step = step
+            moved.cur_callback = ""
+            moved.pc += 1
+            state.pc += 1
+            if isinstance(target, Wait):
+                moved.status = ThreadStatus.WAITING_EVENT
+                moved.wait_events = [
+                    *events,
+                    *(
+                        WaitEvent(
+                            type=on.handler.type,
+                            req=CallbackRequest(
+                                workflow_id=state.id, thread_id=moved.id, name=on.name, pc=moved.pc
+                            ),
+                        )
+                        for on in target.events
+                    ),
+                ]
+            elif isinstance(target, WaitFor):
+                moved.status = ThreadStatus.WAITING_CONDITION
+            else:
+                moved.status = ThreadStatus.RESUMING
+            state.status = WorkflowStatus.RESUMING
+            session.meta.failure = None
+            session.meta.retry_at = None
+            session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
+            State.model_validate(state.model_dump())  # the result must be a valid State
+            await session.commit()
+            if run:
+                await self._run(session)
+            return session.instance()
+
+    async def edit(self, key: str, changes: Mapping[str, Any], *, who: str, why: str) -> Instance[Any]:
+        """Change fields of an instance's workflow data (a repair), validated by its model.
+
+        ``changes`` maps field names to new values (as JSON values); the
+        result is validated by the workflow's class before it is saved, with
+        ``who`` and ``why`` in the history. Nothing runs.
+
+        Raises:
+            InstanceNotFound: no instance has that id or correlation id.
+            PayloadError: the changed data does not validate (nothing is saved).
+        """
+        with use_clock(self.clock):
+            session = await self._load(key)
+            data = json.loads(session.wtype.encode(session.workflow))
+            unknown = sorted(set(changes) - set(data))
+            if unknown:
+                raise PayloadError(
+                    f"instance {session.id!r}: {session.wtype.name} has no field(s) {', '.join(unknown)}",
+                    [{"type": "unknown_field", "loc": [name], "msg": "no such field"} for name in unknown],
+                )
+            data.update(changes)
+            try:
+                session.workflow = session.wtype.decode(session.id, json.dumps(data), session.state)
+            except CorruptInstanceError as e:
+                raise PayloadError(f"edit of {session.id!r} rejected: {e}") from e
+            fields = ", ".join(sorted(changes))
+            session.transition("edit", fields, "", f"by {who}: {why}")
+            await session.commit()
+            return session.instance()
 
     async def recover(self) -> builtins.list[str]:
         """Resume every instance left runnable (``RESUMING``), e.g. after a crash.

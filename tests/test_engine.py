@@ -345,3 +345,42 @@ async def test_retry_by_hand_runs_the_failed_step_again(store: Store) -> None:
         assert inst.status == pf.WorkflowStatus.FINISHED
         assert inst.failure is None
         assert len(attempts) == 2
+
+
+async def test_goto_a_step_continues_the_thread_as_if_that_step_had_just_completed(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    inst = await engine.goto("o-1", thread=pf.MAIN_THREAD, step="reserve", who="ops", why="re-park")
+    assert [str(p) for p in inst.parked] == ["decision(approve)"]
+    inst = await engine.goto("o-1", thread=pf.MAIN_THREAD, step="ship", who="ops", why="approved by phone")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.steps == ["reserve"]
+    goto = [h for h in await engine.history("o-1") if h.kind == "goto"]
+    assert [(h.name, h.detail) for h in goto][-1] == ("ship", "from decision by ops: approved by phone")
+
+
+async def test_goto_an_unknown_statement_or_thread_is_refused_and_changes_nothing(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    before = await engine.get("o-1")
+    with pytest.raises(pf.DefinitionError, match="'nowhere'"):
+        await engine.goto("o-1", thread=pf.MAIN_THREAD, step="nowhere", who="ops", why="typo")
+    with pytest.raises(pf.DefinitionError, match="'worker-9'"):
+        await engine.goto("o-1", thread="worker-9", step="ship", who="ops", why="typo")
+    assert (await engine.get("o-1")).version == before.version
+
+
+async def test_edit_changes_data_fields_after_validating_them_and_records_who_and_why(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    inst = await engine.edit("o-1", {"item": "desk lamp"}, who="ann", why="customer changed the order")
+    assert inst.data.item == "desk lamp"
+    assert (await engine.get("o-1")).data.item == "desk lamp"
+    edit = [h for h in await engine.history("o-1") if h.kind == "edit"][-1]
+    assert (edit.name, edit.detail) == ("item", "by ann: customer changed the order")
+
+
+async def test_edit_with_data_the_model_rejects_saves_nothing(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    with pytest.raises(pf.PayloadError):
+        await engine.edit("o-1", {"steps": "not a list"}, who="ann", why="oops")
+    with pytest.raises(pf.PayloadError, match="colour"):
+        await engine.edit("o-1", {"colour": "red"}, who="ann", why="oops")
+    assert (await engine.get("o-1")).data.steps == ["reserve"]

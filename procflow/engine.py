@@ -57,6 +57,7 @@ from .errors import (
 )
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
+from .observe import LoggingObserver, Observed, Observer
 from .retry import Retry
 from .session import Session
 from .state import CallbackRequest, State, ThreadStatus, WaitEvent, WaitEventStatus, WorkflowStatus
@@ -82,8 +83,10 @@ class Engine:
     stored name to class. ``clock`` is where the engine reads time (a
     ``TestClock`` in tests). ``stale_after`` is how long a run may go without
     a commit before a worker takes it for abandoned (keep it above your
-    longest step). Use the engine as an async context manager, or call
-    ``open()`` and ``close()``.
+    longest step). ``observers`` are told every transition (default: a
+    ``LoggingObserver``; pass ``[]`` for none, or add an
+    ``OpenTelemetryObserver``). Use the engine as an async context manager,
+    or call ``open()`` and ``close()``.
     """
 
     def __init__(
@@ -96,8 +99,10 @@ class Engine:
         conflict_retries: int = 5,
         stale_after: float = 300.0,
         setup_retry_delay: float = 30.0,
+        observers: Sequence[Observer] | None = None,
     ) -> None:
         self.store = store
+        self.observers: list[Observer] = [LoggingObserver()] if observers is None else list(observers)
         self.clock: Clock = clock or SystemClock()
         self.max_transitions = max_transitions
         self.conflict_retries = conflict_retries
@@ -127,6 +132,14 @@ class Engine:
             )
         self._types[wtype.name] = wtype
         self._by_class[cls] = wtype
+
+    def observe(self, event: Observed) -> None:
+        """Tell every observer about ``event``; an observer that raises is logged, not obeyed."""
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("observer %r failed on %s", observer, event.kind)
 
     @property
     def workflows(self) -> dict[str, type[Any]]:

@@ -15,6 +15,7 @@ from .bookkeeping import Bookkeeping
 from .hooks import RunHooks
 from .instance import Instance
 from .interpreter import CheckpointType
+from .observe import Observed
 from .state import State, WaitEventStatus, WorkflowStatus
 from .state_codec import encode_state
 from .stores.base import HistoryEntry, InstanceRecord
@@ -77,7 +78,9 @@ class Session(RunHooks):
         self.effect_ran = True
 
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
-        self.history.append(HistoryEntry(self.engine.clock.now(), kind, name, thread, detail))
+        at = self.engine.clock.now()
+        self.history.append(HistoryEntry(at, kind, name, thread, detail))
+        self.engine.observe(Observed(kind, self.state.id, self.wtype.name, name, thread, detail, at))
         if kind == "step" and name in self.meta.attempts:
             # The step went through: its earlier failures no longer count.
             del self.meta.attempts[name]

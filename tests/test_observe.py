@@ -38,7 +38,13 @@ async def test_observers_see_start_steps_events_and_the_end_in_order() -> None:
         await engine.start(Order(), id="o-1")
         await engine.send("o-1", "approve")
     kinds = [(o.kind, o.name) for o in seen if o.kind not in ("setup", "teardown", "step_started")]
-    assert kinds == [("started", ""), ("step", "reserve"), ("event", "approve"), ("step", "ship"), ("finished", "")]
+    assert kinds == [
+        ("started", ""),
+        ("step", "reserve"),
+        ("event", "approve"),
+        ("step", "ship"),
+        ("finished", ""),
+    ]
     assert {(o.instance, o.workflow) for o in seen} == {("o-1", "Order")}
 
 

@@ -482,6 +482,8 @@ class Engine:
         while True:
             if await self.work_once(batch=batch, lease=lease) == 0:
                 await self.clock.sleep(poll_interval)
+            else:
+                await anyio.lowlevel.checkpoint()  # a busy worker still notices cancellation
 
     # -- reading -------------------------------------------------------------
 

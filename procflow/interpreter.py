@@ -5,11 +5,15 @@ It is pure: no clock, no I/O. Every change of state is handed to the caller's
 
 How a run is scheduled (deterministic, so a run can be replayed):
 
-* Threads run one at a time. ``resume`` takes the runnable threads in the
-  order of ``state.threads`` (the main thread first, then the others in the
-  order they were started) and runs each until it parks or ends. A thread
-  started by ``Go``, or woken because its ``WaitFor`` condition became true,
-  runs after the threads that were already runnable.
+* Threads run one at a time; a thread runs until it parks or ends. Then the
+  first runnable thread in the order of ``state.threads`` runs. A thread
+  started by ``Go`` is appended to ``state.threads``; a thread woken because
+  its ``WaitFor`` condition became true moves to the end of it. So runnable
+  threads run first come, first served: the main thread and the threads
+  runnable when ``resume`` starts, in list order, then started and woken
+  threads in the order they became runnable. A thread that was running when
+  the state was checkpointed (status ``EXECUTING``) goes first, so a run
+  continued from any stored state schedules exactly as the uninterrupted run.
 * After every step, and when ``resume`` starts, the conditions of the threads
   parked on a ``WaitFor`` are checked in thread order.
 * ``definition()`` is called once when ``resume`` starts and once after each
@@ -23,9 +27,9 @@ since is undone before the error propagates.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, Protocol
@@ -195,7 +199,13 @@ class _Run:
         self.root: Stmt = Section()
         self.paths: dict[str, Path] = {}
         self.loops_entered: set[int] = set()
-        self.queue: deque[Thread] = deque()
+        # Runnable threads, by their position in state.threads (a heap of
+        # (position, thread)); the thread that was running at the last
+        # checkpoint goes first, so a run continued from a stored state
+        # schedules exactly as the uninterrupted run did.
+        self.queue: list[tuple[int, Thread]] = []
+        self.position = {id(t): i for i, t in enumerate(state.threads)}
+        self.next_position = len(state.threads)
         self.cond_waiters: list[Thread] = []
         self.thread_ids = {t.id for t in state.threads}
         self.finished = False
@@ -354,7 +364,8 @@ class _Run:
             await self.teardown_left_events()
             for t in state.threads:
                 if t.status in _RUNNABLE:
-                    self.queue.append(t)
+                    first = t.status == ThreadStatus.EXECUTING
+                    heapq.heappush(self.queue, (-1 if first else self.position[id(t)], t))
                 elif t.status == ThreadStatus.WAITING_CONDITION:
                     self.cond_waiters.append(t)
                 elif t.status == ThreadStatus.WAITING_EVENT:
@@ -363,7 +374,7 @@ class _Run:
                 self.set(state, "status", WorkflowStatus.RESUMING)
             await self.check_conditions()
             while self.queue and not self.finished:
-                await self.run_thread(self.queue.popleft())
+                await self.run_thread(heapq.heappop(self.queue)[1])
             if self.finished:
                 await self.finish()
                 return
@@ -557,7 +568,22 @@ class _Run:
         new = Thread(id=tid, name=go.name)
         self.append(self.state.threads, new)
         self.thread_ids.add(tid)
-        self.queue.append(new)
+        self.position[id(new)] = self.next_position
+        self.next_position += 1
+        self.enqueue(new)
+
+    def enqueue(self, t: Thread) -> None:
+        """Make ``t`` runnable; it runs after the running thread, in state.threads order."""
+        heapq.heappush(self.queue, (self.position[id(t)], t))
+
+    def wake(self, t: Thread) -> None:
+        """Make a parked thread runnable: it moves to the end of state.threads and the queue."""
+        threads = self.state.threads
+        if threads[-1] is not t:
+            self.set(self.state, "threads", [x for x in threads if x is not t] + [t])
+        self.position[id(t)] = self.next_position
+        self.next_position += 1
+        self.enqueue(t)
 
     def park_on_wait(self, t: Thread, wait: Wait) -> None:
         events = [e for e in t.wait_events if e.status in _LEFT_EVENT]
@@ -612,7 +638,7 @@ class _Run:
             self.set(t, "status", ThreadStatus.RESUMING)
             if self.state.status != WorkflowStatus.RESUMING:
                 self.set(self.state, "status", WorkflowStatus.RESUMING)
-            self.queue.append(t)
+            self.wake(t)
             if wait_for.handler is not None:
                 await self.run_condition_handler(t, wait_for)
                 i = 0  # the handler may have changed what the other conditions see

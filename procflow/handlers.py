@@ -169,9 +169,10 @@ class FunctionHandler(Handler):
     def validate(self, payload: Any) -> Any:
         """Return ``payload`` validated against the payload type.
 
-        ``str`` and ``bytes`` are parsed as JSON, except that a ``str`` that is
-        not JSON is taken as it is when the payload type accepts a string
-        (so ``"ann"`` and ``'"ann"'`` both give ``"ann"``). Anything else is
+        ``str`` and ``bytes`` are parsed as JSON, except that a ``str`` whose
+        JSON does not validate is taken as it is when the payload type accepts
+        that string (so ``"ann"``, ``'"ann"'`` and ``"42"`` for a ``str``
+        payload give ``"ann"``, ``"ann"`` and ``"42"``). Anything else is
         validated as a Python object. A function without a payload parameter
         ignores the payload.
 
@@ -185,10 +186,14 @@ class FunctionHandler(Handler):
             if isinstance(payload, (str, bytes, bytearray)):
                 try:
                     return sig.payload.validate_json(payload)
-                except ValidationError as e:
-                    if not isinstance(payload, str) or e.errors()[0]["type"] != "json_invalid":
+                except ValidationError:
+                    if not isinstance(payload, str):
                         raise
-                    return sig.payload.validate_python(payload)
+                    try:  # the text itself, for a payload type that takes a string
+                        return sig.payload.validate_python(payload)
+                    except ValidationError:
+                        pass
+                    raise
             return sig.payload.validate_python(payload)
         except ValidationError as e:
             errors = _jsonable(e)

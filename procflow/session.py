@@ -73,7 +73,10 @@ class Session(RunHooks):
         self.dirty = True
 
     async def before_effect(self) -> None:
-        if self.effect_ran:
+        # A setup (the only effect of a parked, WAITING run) may hand out a link
+        # to the instance: a never-stored instance is stored first.
+        never_stored = self.version == 0 and self.state.status == WorkflowStatus.WAITING
+        if self.effect_ran or never_stored:
             await self.commit()
         self.effect_ran = True
 

@@ -16,17 +16,16 @@ import anyio
 
 from ..engine import Engine
 from ..errors import ProcflowError
+from ..state import MAIN_THREAD
 from ..stores import open_store
+from . import operations
 from .demo import DemoOrder, run_demo
+from .errors import CommandError
 from .table import Style, render_table
 
 __all__ = ["main"]
 
 DEFAULT_DB = "sqlite:///procflow.db"
-
-
-class CommandError(ProcflowError):
-    """A command-line argument that cannot be used (a bad --app, JSON payload, ...)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,13 +76,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=20, help="instances claimed at a time (default 20)")
 
     p = commands.add_parser("graph", help="print a workflow's definition as a Mermaid flowchart")
-    p.add_argument("target", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
+    p.add_argument("target", nargs="?", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
+    p.add_argument("--instance", metavar="ID", help="a stored instance: mark where it is parked, what ran")
+    p.add_argument("--svg", metavar="FILE", help="write SVG with Graphviz's dot instead of printing Mermaid")
+
+    p = commands.add_parser("check", help="would the current definitions strand in-flight instances?")
+    p.add_argument("--workflow", help="only this workflow name")
+
+    p = commands.add_parser("goto", help="move a thread of an instance to a named statement (a repair)")
+    p.add_argument("id", help="instance id or correlation id")
+    p.add_argument("--thread", default=MAIN_THREAD, help=f"thread id (default: {MAIN_THREAD})")
+    p.add_argument("--step", required=True, help="the Step (continue after it), Wait or WaitFor to go to")
+    _who_why(p)
+    p.add_argument("--no-run", action="store_true", help="only move the thread; run it later")
+
+    p = commands.add_parser("edit", help="change fields of an instance's data, validated by its model")
+    p.add_argument("id", help="instance id or correlation id")
+    p.add_argument("--set", dest="sets", action="append", required=True, metavar="FIELD=JSON",
+                   help="a field and its new value as JSON (repeatable)")
+    _who_why(p)
 
     p = commands.add_parser("serve", help="serve the instances over HTTP (needs procflow[http])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--root-path", default="", help="the path prefix a proxy serves the app under")
     return parser
+
+
+def _who_why(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--who", default=None, help="who repairs (default: the OS user name)")
+    p.add_argument("--why", required=True, help="why (kept in the instance's history)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -138,12 +160,26 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-async def _run(args: argparse.Namespace, style: Style) -> None:
-    if args.command == "graph":
-        _graph(args.target)
-        return
+async def _run(args: argparse.Namespace, style: Style) -> int:
+    if args.command == "graph" and not args.instance:
+        _graph(args.target, args.svg)
+        return 0
     async with _engine(args) as engine:
-        if args.command == "demo":
+        if args.command == "check":
+            return await operations.check(engine, style, workflow=args.workflow)
+        if args.command == "graph":
+            await _instance_graph(engine, args)
+        elif args.command == "goto":
+            who = args.who or operations.default_who()
+            await operations.goto(
+                engine, args.id, thread=args.thread, step=args.step, who=who, why=args.why,
+                run=not args.no_run, style=style,
+            )
+        elif args.command == "edit":
+            changes = operations.parse_sets(args.sets)
+            who = args.who or operations.default_who()
+            await operations.edit(engine, args.id, changes, who=who, why=args.why, style=style)
+        elif args.command == "demo":
             await run_demo(engine, where=_describe_store(args), style=style)
         elif args.command == "list":
             await _list(engine, args, style)
@@ -168,6 +204,7 @@ async def _run(args: argparse.Namespace, style: Style) -> None:
         elif args.command == "cancel":
             inst = await engine.cancel(args.id, reason=args.reason, compensate=args.compensate)
             print(f"{inst.id}: {style.status(inst.status.value)} ({inst.state.reason})")
+    return 0
 
 
 async def _worker(engine: Engine, args: argparse.Namespace) -> None:
@@ -237,9 +274,17 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
 
 
-def _graph(target: str) -> None:
-    from ..export import to_mermaid
+async def _instance_graph(engine: Engine, args: argparse.Namespace) -> None:
+    if args.target:
+        raise CommandError("graph takes a MODULE:WORKFLOW or --instance ID, not both")
+    inst = await engine.get(args.instance)
+    highlight = await operations.instance_highlight(engine, inst)
+    operations.show_graph(inst.data.definition(), highlight, args.svg)
 
+
+def _graph(target: str | None, svg: str | None) -> None:
+    if not target:
+        raise CommandError("graph needs a MODULE:WORKFLOW, or --instance ID (with --db/--app)")
     obj = _import(target, "graph")
     if isinstance(obj, type):
         try:
@@ -253,7 +298,7 @@ def _graph(target: str) -> None:
         obj = obj()
     if not callable(getattr(obj, "definition", None)):
         raise CommandError(f"{target} is not a workflow (it has no definition())")
-    print(to_mermaid(obj.definition()))
+    operations.show_graph(obj.definition(), None, svg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        anyio.run(_run, args, style)
+        code = anyio.run(_run, args, style)
     except ProcflowError as e:
         print(f"procflow: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -274,4 +319,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    return 0
+    return code

@@ -1,0 +1,112 @@
+"""``create_app``: the ASGI application of an engine, to mount or to serve alone."""
+
+from __future__ import annotations
+
+import contextlib
+import http
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..engine import Engine
+from .callbacks import Callbacks
+from .catalog import Catalog
+from .management import Management, base_path
+from .openapi import build_openapi
+from .problems import problem
+from .responses import guarded, json_response
+from .signing import CallbackSigner
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def _http_problem(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method) as problem details."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    title = http.HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    detail = str(exc.detail) if isinstance(exc, HTTPException) else "the server failed"
+    response = problem(status, title, detail, instance=request.url.path)
+    if isinstance(exc, HTTPException):
+        response.headers.update(exc.headers or {})
+    return response
+
+
+def create_app(
+    engine: Engine,
+    *,
+    signer: CallbackSigner | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    samples: Mapping[str, Any] | None = None,
+    management: bool = True,
+    open_engine: bool = True,
+    title: str = "procflow",
+) -> Starlette:
+    """An ASGI app (Starlette) serving ``engine``'s instances over HTTP.
+
+    - ``signer`` enables the signed callback endpoints (``/callbacks/{token}``);
+      without one they are not served.
+    - ``max_body_bytes``: larger request bodies are refused (413).
+    - ``samples``: a workflow object per registered name, for workflows
+      whose class cannot be made without arguments; its ``definition()``
+      lists the events for the OpenAPI document.
+    - ``management=False`` serves only the callbacks and ``/openapi.json``:
+      the shape to expose to third parties. The management endpoints have no
+      authentication of their own.
+    - ``open_engine``: the app's lifespan opens the engine at startup and
+      closes it at shutdown. A mounted app's lifespan does not run: open the
+      engine in your own application's lifespan.
+
+    Raises:
+        WorkflowSampleError: a workflow's events cannot be read (pass ``samples``).
+        ExportError: an event's payload or reply type has no JSON Schema.
+        ValueError: ``max_body_bytes`` is not positive.
+    """
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    catalog = Catalog(engine, samples)
+    document = build_openapi(
+        catalog, title=title, version=__version__, management=management, callbacks=signer is not None
+    )
+
+    async def openapi(request: Request) -> Response:
+        base = base_path(request)
+        return json_response({**document, "servers": [{"url": base}]} if base else document)
+
+    routes = [Route("/openapi.json", guarded(openapi), methods=["GET"], name="openapi")]
+    if management:
+        m = Management(engine, catalog, max_body_bytes)
+        instance = "/workflows/{workflow}/instances/{key}"
+        routes += [
+            Route("/workflows", guarded(m.list_workflows), methods=["GET"]),
+            Route("/instances", guarded(m.list_instances), methods=["GET"]),
+            Route("/workflows/{workflow}/instances", guarded(m.start), methods=["POST"]),
+            Route("/workflows/{workflow}/instances", guarded(m.list_workflow_instances), methods=["GET"]),
+            Route(instance, guarded(m.get), methods=["GET"]),
+            Route(instance + "/history", guarded(m.history), methods=["GET"]),
+            Route(instance + "/cancel", guarded(m.cancel), methods=["POST"]),
+            Route(instance + "/events/{event}", guarded(m.send), methods=["POST"]),
+        ]
+    if signer is not None:
+        c = Callbacks(engine, signer, max_body_bytes)
+        routes += [
+            Route("/callbacks/{token}", guarded(c.describe), methods=["GET"]),
+            Route("/callbacks/{token}", guarded(c.deliver), methods=["POST"]),
+        ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not open_engine:
+            yield
+            return
+        async with engine:
+            yield
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_problem}, lifespan=lifespan)

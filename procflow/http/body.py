@@ -1,0 +1,74 @@
+"""Reading a JSON request body within the app's limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["NO_BODY", "is_json_media_type", "read_body", "read_json"]
+
+
+class _NoBody:
+    """The marker for a request without a body (distinct from a JSON ``null``)."""
+
+    def __repr__(self) -> str:
+        return "NO_BODY"
+
+
+NO_BODY: Any = _NoBody()
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """Whether a ``Content-Type`` is JSON: ``application/json`` or ``application/*+json``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, read no further than ``max_bytes``.
+
+    Raises:
+        PayloadTooLarge: the declared or the actual length is above ``max_bytes``.
+        BadRequest: the ``Content-Length`` header is not a number.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BadRequest(f"Content-Length {declared!r} is not a number") from None
+        if length > max_bytes:
+            raise PayloadTooLarge(f"the body has {length} bytes; this endpoint takes at most {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes, the most this endpoint takes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body parsed as JSON, or ``NO_BODY`` when it is empty.
+
+    Raises:
+        PayloadTooLarge: the body is larger than ``max_bytes``.
+        UnsupportedMediaType: a non-empty body is not declared as JSON.
+        BadRequest: the body is not valid UTF-8 JSON.
+    """
+    raw = await read_body(request, max_bytes)
+    if not raw.strip():
+        return NO_BODY
+    content_type = request.headers.get("content-type", "")
+    if not is_json_media_type(content_type):
+        shown = content_type or "no Content-Type"
+        raise UnsupportedMediaType(f"the body must be application/json, not {shown}")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequest(f"the body is not valid JSON: {e}") from None

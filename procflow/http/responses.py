@@ -1,0 +1,61 @@
+"""JSON answers and the guard that turns errors into problem details."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import to_json
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import ProcflowError
+from .problems import problem, problem_for
+
+__all__ = ["Endpoint", "guarded", "json_response", "logger", "model_response"]
+
+logger = logging.getLogger("procflow.http")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``value`` as JSON (pydantic-serialisable values; anything else as its ``str``)."""
+    return Response(
+        to_json(value, fallback=str), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def model_response(
+    model: BaseModel | list[Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A view model (or a list of them) as JSON."""
+    return json_response(model, status, headers)
+
+
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` answering every error as problem details.
+
+    A procflow error gets its status (``problems.status_of``); any other
+    exception is logged and answered 500 without its text.
+    """
+
+    @functools.wraps(endpoint)
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ProcflowError as e:
+            return problem_for(e, instance=request.url.path)
+        except Exception:
+            logger.exception("procflow.http: %s %s failed", request.method, request.url.path)
+            return problem(
+                500,
+                "InternalServerError",
+                "the server failed; its log has the details",
+                instance=request.url.path,
+            )
+
+    return run

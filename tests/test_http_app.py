@@ -1,0 +1,362 @@
+"""The HTTP edge in-process (httpx over ASGI): start, get, list, send, cancel, history, errors.
+
+Every error is RFC 9457 problem details named after the procflow error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from http_helpers import (  # noqa: F401
+    Env,
+    assert_problem,
+    clock_fixture,
+    env_fixture,
+    signing_fixture,
+    start_order,
+    store_fixture,
+)
+
+import procflow as pf
+
+pytestmark = pytest.mark.anyio
+
+
+# -- start ---------------------------------------------------------------------------
+
+
+async def test_start_answers_201_with_the_parked_instance_and_its_location(env: Env) -> None:
+    response = await start_order(env, "o-1")
+    body = response.json()
+    assert response.headers["location"] == "/workflows/Order/instances/o-1"
+    assert (body["id"], body["workflow"], body["status"]) == ("o-1", "Order", "WAITING")
+    assert body["parked"] == [{"thread": "_main_", "at": "decision", "events": ["approve", "deny"]}]
+    assert body["data"]["log"] == ["reserved"]
+
+
+async def test_start_stores_the_correlation_id_from_the_query(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances?correlation_id=web-7", json={"item": "lamp"})
+    assert r.json()["correlation_id"] == "web-7"
+    assert (await env.engine.find("web-7")).id == r.json()["id"]
+
+
+async def test_start_without_an_id_generates_one(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances", json={"item": "lamp"})
+    assert r.status_code == 201
+    assert len(r.json()["id"]) == 36
+
+
+async def test_start_ignores_state_fields_in_the_data(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances?id=o-9", json={"item": "lamp", "meta": {"x": 1}})
+    assert r.status_code == 201
+    assert "meta" not in r.json()["data"]
+
+
+async def test_start_with_invalid_data_is_422_with_the_schema_errors(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances", json={"amount": "lots"})
+    body = assert_problem(r, 422, "RequestValidationError")
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("item",), ("amount",)}
+    assert [s async for s in env.engine.list()] == []
+
+
+async def test_start_of_an_unregistered_workflow_is_404(env: Env) -> None:
+    assert_problem(await env.client.post("/workflows/Nope/instances", json={}), 404, "UnknownWorkflowError")
+
+
+async def test_start_with_a_taken_id_is_409(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances?id=o-1", json={"item": "desk"})
+    assert_problem(r, 409, "DuplicateInstanceError")
+    assert (await env.engine.get("o-1")).data.item == "lamp"
+
+
+async def test_start_with_a_slash_in_the_id_is_400(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances?id=a/b", json={"item": "lamp"})
+    assert_problem(r, 400, "BadRequest")
+
+
+async def test_a_body_that_is_not_json_is_400(env: Env) -> None:
+    r = await env.client.post(
+        "/workflows/Order/instances", content=b"{item:", headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 400, "BadRequest")
+
+
+async def test_a_body_that_is_not_declared_json_is_415(env: Env) -> None:
+    r = await env.client.post(
+        "/workflows/Order/instances",
+        content=b"item=lamp",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert_problem(r, 415, "UnsupportedMediaType")
+
+
+async def test_a_json_body_without_a_content_type_is_415(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances", content=b'{"item": "lamp"}')
+    assert_problem(r, 415, "UnsupportedMediaType")
+
+
+async def test_a_json_suffix_media_type_is_accepted(env: Env) -> None:
+    r = await env.client.post(
+        "/workflows/Order/instances",
+        content=b'{"item": "lamp"}',
+        headers={"content-type": "application/vnd.acme+json; charset=utf-8"},
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_a_body_above_the_limit_is_413_and_starts_nothing(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances", json={"item": "x" * 5000})
+    assert_problem(r, 413, "PayloadTooLarge")
+    assert [s async for s in env.engine.list()] == []
+
+
+async def test_a_streamed_body_above_the_limit_is_413(env: Env) -> None:
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = await env.client.post(
+        "/workflows/Order/instances", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in r.request.headers
+    assert_problem(r, 413, "PayloadTooLarge")
+
+
+# -- get, list, history ---------------------------------------------------------------
+
+
+async def test_get_lists_the_accepted_events_with_their_payload_and_reply_schemas(env: Env) -> None:
+    await start_order(env, "o-1")
+    body = (await env.client.get("/workflows/Order/instances/o-1")).json()
+    approve, deny = body["accepts"]
+    assert (approve["event"], approve["thread"], approve["wait"], approve["handler"]) == (
+        "approve",
+        "_main_",
+        "decision",
+        "event",
+    )
+    assert approve["pc"] > 0
+    assert approve["url"] == "/workflows/Order/instances/o-1/events/approve"
+    assert approve["payload_schema"]["required"] == ["approver"]
+    assert set(approve["reply_schema"]["properties"]) == {"item", "approved_by"}
+    assert deny["reply_schema"] == {"type": "string"}
+
+
+async def test_get_by_correlation_id_returns_the_instance(env: Env) -> None:
+    await env.client.post("/workflows/Order/instances?id=o-1&correlation_id=web-1", json={"item": "lamp"})
+    assert (await env.client.get("/workflows/Order/instances/web-1")).json()["id"] == "o-1"
+
+
+async def test_get_of_an_unknown_instance_is_404(env: Env) -> None:
+    assert_problem(await env.client.get("/workflows/Order/instances/none"), 404, "InstanceNotFound")
+
+
+async def test_get_through_another_workflows_path_is_404(env: Env) -> None:
+    await start_order(env, "o-1")
+    assert_problem(await env.client.get("/workflows/Expense/instances/o-1"), 404, "InstanceNotFound")
+
+
+async def test_a_finished_instance_accepts_nothing(env: Env) -> None:
+    await start_order(env, "o-1")
+    await env.client.post("/workflows/Order/instances/o-1/events/deny", json={"reason": "no"})
+    body = (await env.client.get("/workflows/Order/instances/o-1")).json()
+    assert (body["status"], body["parked"], body["accepts"]) == ("FINISHED", [], [])
+
+
+async def test_list_filters_by_workflow_and_status(env: Env) -> None:
+    await start_order(env, "o-1")
+    await start_order(env, "o-2")
+    await env.client.post("/workflows/Order/instances/o-2/events/deny", json={"reason": "no"})
+    await env.client.post("/workflows/Contested/instances?id=c-1")
+    r = await env.client.get("/instances", params={"workflow": "Order", "status": "WAITING"})
+    assert [i["id"] for i in r.json()["items"]] == ["o-1"]
+    r = await env.client.get(
+        "/workflows/Order/instances", params=[("status", "WAITING"), ("status", "FINISHED")]
+    )
+    assert [i["id"] for i in r.json()["items"]] == ["o-1", "o-2"]
+
+
+async def test_list_pages_by_id_with_a_next_link(env: Env) -> None:
+    for n in range(5):
+        await start_order(env, f"o-{n}")
+    first = (await env.client.get("/instances", params={"limit": 2})).json()
+    assert [i["id"] for i in first["items"]] == ["o-0", "o-1"]
+    second = (await env.client.get(first["next"])).json()
+    assert [i["id"] for i in second["items"]] == ["o-2", "o-3"]
+    last = (await env.client.get(second["next"])).json()
+    assert ([i["id"] for i in last["items"]], last["next"]) == (["o-4"], None)
+
+
+async def test_list_items_link_to_their_instance(env: Env) -> None:
+    await start_order(env, "o-1")
+    [item] = (await env.client.get("/instances")).json()["items"]
+    assert (await env.client.get(item["url"])).json()["id"] == "o-1"
+
+
+@pytest.mark.parametrize(
+    "query", [{"status": "ASLEEP"}, {"limit": "0"}, {"limit": "many"}, {"limit": "100000"}]
+)
+async def test_list_with_a_bad_query_parameter_is_400(env: Env, query: dict[str, str]) -> None:
+    assert_problem(await env.client.get("/instances", params=query), 400, "BadRequest")
+
+
+async def test_history_lists_what_happened_oldest_first(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.get("/workflows/Order/instances/o-1/history")
+    kinds = [h["kind"] for h in r.json()]
+    assert kinds[0] == "started"
+    assert "step" in kinds
+
+
+async def test_workflows_lists_each_registered_workflow_with_its_events(env: Env) -> None:
+    body = (await env.client.get("/workflows")).json()
+    assert {w["name"]: [e["event"] for e in w["events"]] for w in body} == {
+        "Order": ["approve", "deny"],
+        "Contested": ["touch"],
+        "Expense": ["approve", "deny"],
+    }
+
+
+# -- send ------------------------------------------------------------------------------
+
+
+async def test_send_answers_the_handlers_reply_and_runs_on(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": "ann"})
+    assert (r.status_code, r.json()) == (200, {"item": "lamp", "approved_by": "ann"})
+    instance = await env.engine.get("o-1")
+    assert (instance.status, instance.data.log) == (pf.WorkflowStatus.FINISHED, ["reserved", "shipped"])
+
+
+async def test_send_by_correlation_id_delivers(env: Env) -> None:
+    await env.client.post("/workflows/Order/instances?id=o-1&correlation_id=web-1", json={"item": "lamp"})
+    r = await env.client.post("/workflows/Order/instances/web-1/events/deny", json={"reason": "late"})
+    assert r.json() == "denied"
+
+
+async def test_send_with_an_invalid_payload_is_422_with_the_schema_errors(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": ""})
+    body = assert_problem(r, 422, "PayloadError")
+    assert [(e["loc"], e["type"]) for e in body["errors"]] == [(["approver"], "string_too_short")]
+    assert (await env.engine.get("o-1")).status == pf.WorkflowStatus.WAITING
+
+
+async def test_send_without_a_payload_to_an_event_that_needs_one_is_422(env: Env) -> None:
+    await start_order(env, "o-1")
+    assert_problem(
+        await env.client.post("/workflows/Order/instances/o-1/events/approve"), 422, "PayloadError"
+    )
+
+
+async def test_send_of_an_event_the_workflow_lacks_is_404(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/refund", json={})
+    assert_problem(r, 404, "UnknownEvent")
+
+
+async def test_send_to_an_unknown_instance_is_404(env: Env) -> None:
+    r = await env.client.post("/workflows/Order/instances/o-404/events/approve", json={"approver": "a"})
+    assert_problem(r, 404, "InstanceNotFound")
+
+
+async def test_send_of_an_event_not_awaited_now_is_409(env: Env) -> None:
+    await start_order(env, "o-1")
+    await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": "ann"})
+    r = await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": "bob"})
+    assert_problem(r, 409, "WorkflowFinishedError")
+
+
+async def test_send_with_the_pc_of_another_parking_is_409_stale(env: Env) -> None:
+    await start_order(env, "o-1")
+    pc = (await env.client.get("/workflows/Order/instances/o-1")).json()["accepts"][0]["pc"]
+    r = await env.client.post(
+        f"/workflows/Order/instances/o-1/events/approve?pc={pc + 1}", json={"approver": "ann"}
+    )
+    assert_problem(r, 409, "StaleCallback")
+    ok = await env.client.post(
+        f"/workflows/Order/instances/o-1/events/approve?pc={pc}", json={"approver": "a"}
+    )
+    assert ok.status_code == 200
+
+
+async def test_send_to_another_thread_is_409(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post(
+        "/workflows/Order/instances/o-1/events/approve?thread=t-9", json={"approver": "ann"}
+    )
+    assert_problem(r, 409, "CallbackNotFound")
+
+
+async def test_a_handler_that_raises_is_500_and_changes_nothing(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": "mallory"})
+    body = assert_problem(r, 500, "HandlerError")
+    assert "mallory may not approve" in body["detail"]
+    assert (await env.engine.get("o-1")).accepts == ["approve", "deny"]
+
+
+async def test_an_instance_changed_by_another_writer_on_every_attempt_is_409_conflict(env: Env) -> None:
+    await env.client.post("/workflows/Contested/instances?id=c-1")
+    r = await env.client.post("/workflows/Contested/instances/c-1/events/touch")
+    assert_problem(r, 409, "ConflictError")
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_of_two_racing_deliveries_one_wins_and_the_other_is_409(env: Env) -> None:
+    await start_order(env, "o-1")
+    statuses: list[int] = []
+
+    async def approve(who: str) -> None:
+        r = await env.client.post("/workflows/Order/instances/o-1/events/approve", json={"approver": who})
+        statuses.append(r.status_code)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(approve, "ann")
+        tg.start_soon(approve, "bob")
+    assert sorted(statuses) == [200, 409]
+    assert (await env.engine.get("o-1")).data.approved_by in ("ann", "bob")
+
+
+# -- cancel ----------------------------------------------------------------------------
+
+
+async def test_cancel_with_compensation_undoes_completed_steps(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post(
+        "/workflows/Order/instances/o-1/cancel", json={"reason": "customer left", "compensate": True}
+    )
+    body = r.json()
+    assert (r.status_code, body["status"], body["reason"]) == (200, "CANCELLED", "customer left")
+    assert body["data"]["log"] == ["reserved", "released"]
+
+
+async def test_cancel_without_a_reason_is_422(env: Env) -> None:
+    await start_order(env, "o-1")
+    body = assert_problem(
+        await env.client.post("/workflows/Order/instances/o-1/cancel", json={}), 422, "RequestValidationError"
+    )
+    assert body["errors"][0]["loc"] == ["reason"]
+
+
+async def test_cancel_of_a_finished_instance_is_409(env: Env) -> None:
+    await start_order(env, "o-1")
+    await env.client.post("/workflows/Order/instances/o-1/events/deny", json={"reason": "no"})
+    r = await env.client.post("/workflows/Order/instances/o-1/cancel", json={"reason": "late"})
+    assert_problem(r, 409, "WorkflowFinishedError")
+
+
+# -- routing ---------------------------------------------------------------------------
+
+
+async def test_an_unknown_path_is_a_404_problem(env: Env) -> None:
+    assert_problem(await env.client.get("/nowhere"), 404, "NotFound")
+
+
+async def test_a_wrong_method_is_a_405_problem_with_allow(env: Env) -> None:
+    r = await env.client.delete("/instances")
+    assert_problem(r, 405, "MethodNotAllowed")
+    assert "GET" in r.headers["allow"]

@@ -1,22 +1,22 @@
 """Exports of a definition tree and of the stored state, for tools and docs.
 
 ``to_json`` turns a definition into plain JSON (valid against
-``DEFINITION_SCHEMA``), ``to_mermaid`` draws it as a Mermaid flowchart, and
-``STATE_SCHEMA`` is the JSON Schema of a stored ``State``. Nothing here runs a
-workflow: the exports describe the tree's structure, so conditions are reported
-as what they are (a bool fixed when the tree was built, or a callable), never
-evaluated.
+``DEFINITION_SCHEMA``), ``to_mermaid`` and ``to_dot`` draw it as a Mermaid or
+Graphviz flowchart, and ``STATE_SCHEMA`` is the JSON Schema of a stored
+``State``. Nothing here runs a workflow: the exports describe the tree's
+structure, so conditions are reported as what they are (a bool fixed when the
+tree was built, or a callable), never evaluated.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import PydanticUserError
 
+from ._flowchart import Flowchart
 from .errors import DefinitionError, ProcflowError
 from .handlers import FunctionHandler
 from .state import State
@@ -37,16 +37,17 @@ from .statements import (
     Wait,
     WaitFor,
     validate,
+    walk,
 )
 
-__all__ = ["DEFINITION_SCHEMA", "STATE_SCHEMA", "ExportError", "to_json", "to_mermaid"]
+__all__ = ["DEFINITION_SCHEMA", "STATE_SCHEMA", "ExportError", "to_dot", "to_json", "to_mermaid"]
 
 
 class ExportError(ProcflowError, ValueError):
     """An export cannot render what it was given.
 
     Raised for an ``OnEvent`` whose payload or reply type has no JSON Schema,
-    and for a ``highlight`` class name that is not a Mermaid identifier.
+    and for a ``highlight`` class name that is not an identifier.
     """
 
 
@@ -342,33 +343,25 @@ STATE_SCHEMA: Final[dict[str, Any]] = _state_schema()
 Treat it as read-only."""
 
 
-# -- Mermaid ---------------------------------------------------------------------------
+# -- flowcharts: Mermaid and Graphviz DOT ---------------------------------------------
 
 _CLASS_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CLASS_DEFS: Final = (
-    "classDef parked fill:#fff3cd,stroke:#b8860b,stroke-width:3px",
-    "classDef done fill:#d4edda,stroke:#2e7d32",
-)
-# Characters that would end a quoted label or be read as markup, as Mermaid
-# entity codes (``#35;`` is a literal ``#``, so entities in names stay text).
-_ESCAPES: Final = {
-    "#": "#35;",
-    '"': "#quot;",
-    "<": "#lt;",
-    ">": "#gt;",
-    "&": "#amp;",
-    "|": "#124;",
-    "`": "#96;",
-    "\n": " ",
-    "\r": " ",
-    "\t": " ",
-}
-_ESCAPE_TABLE: Final = str.maketrans(_ESCAPES)
 
 
-def _label(text: str) -> str:
-    """``text`` as a quoted Mermaid label."""
-    return '"' + text.translate(_ESCAPE_TABLE) + '"'
+def _flowchart(definition: Stmt, highlight: Mapping[str, str] | None) -> Flowchart:
+    """Check the definition and the highlight classes, and draw the tree."""
+    _check(definition)
+    walk(definition, _unknown)
+    if highlight:
+        for cls in highlight.values():
+            if not isinstance(cls, str) or not _CLASS_NAME.fullmatch(cls):
+                raise ExportError(f"highlight class {cls!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return Flowchart(definition)
+
+
+def _unknown(stmt: Stmt) -> bool:
+    _type_of(stmt)  # raises for a statement type this module does not know
+    return False
 
 
 def to_mermaid(definition: Stmt, *, highlight: Mapping[str, str] | None = None) -> str:
@@ -383,10 +376,10 @@ def to_mermaid(definition: Stmt, *, highlight: Mapping[str, str] | None = None) 
     node in the main thread); ``Break`` and ``Continue`` are labelled edges.
     Names are escaped, so any text is safe in a name.
 
-    ``highlight`` maps statement names to Mermaid class names (``parked`` and
-    ``done`` are defined) and marks the nodes of those statements: Steps,
-    Waits, WaitFors, Gos and Fors. Names with no node (say, from an older
-    version of the definition) are ignored.
+    ``highlight`` maps statement names to Mermaid class names (``parked``,
+    ``done`` and ``failed`` are defined) and marks the nodes of those
+    statements: Steps, Waits, WaitFors, Gos and Fors. Names with no node
+    (say, from an older version of the definition) are ignored.
 
     Raises:
         DefinitionError: the definition is invalid (see ``validate``), has
@@ -394,174 +387,24 @@ def to_mermaid(definition: Stmt, *, highlight: Mapping[str, str] | None = None) 
             holds a statement type this module does not know.
         ExportError: a ``highlight`` class is not a Mermaid identifier.
     """
-    _check(definition)
-    if highlight:
-        for cls in highlight.values():
-            if not isinstance(cls, str) or not _CLASS_NAME.fullmatch(cls):
-                raise ExportError(f"highlight class {cls!r} is not a Mermaid identifier")
-    diagram = _Diagram()
-    diagram.draw(definition)
-    return diagram.render(highlight)
+    return _flowchart(definition, highlight).mermaid(highlight)
 
 
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    """An edge whose target is not known yet: it leads to whatever comes next."""
+def to_dot(definition: Stmt, *, highlight: Mapping[str, str] | None = None) -> str:
+    """Return a Graphviz ``digraph`` of the definition tree, for ``dot -Tsvg``.
 
-    src: str
-    label: str = ""
-    dotted: bool = False
+    The same flowchart as ``to_mermaid``, node for node (same ids): Steps are
+    boxes, Waits hexagons, WaitFors parallelograms, Switches and Fors
+    diamonds, Gos double boxes leading (dashed) into a cluster holding their
+    thread. Names are escaped, so any text is safe in a name.
 
-    def relabel(self, what: str) -> _Edge:
-        return _Edge(self.src, f"{self.label}: {what}" if self.label else what, self.dotted)
+    ``highlight`` maps statement names to class names: each marked node gets
+    a ``class`` attribute (which Graphviz keeps in SVG output), and the
+    classes ``parked``, ``done`` and ``failed`` are also filled and outlined
+    as in ``to_mermaid``. Names with no node are ignored.
 
-
-@dataclass(slots=True)
-class _Loop:
-    decision: str
-    breaks: list[_Edge] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    end: str
-    """Where a ``Return`` leads: the end of the current thread."""
-    loop: _Loop | None = None
-
-
-class _Diagram:
-    """Builds the flowchart: nodes (grouped by subgraph) and edges.
-
-    ``_emit`` draws a statement reached by ``incoming`` edges and returns the
-    edges that leave it, still without a target; the caller connects them to
-    whatever runs next.
+    Raises:
+        DefinitionError: as ``to_mermaid``.
+        ExportError: a ``highlight`` class is not an identifier.
     """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._lines: list[str] = []
-        self._indent = "    "
-        self._edges: list[str] = []
-        self._ids_by_name: dict[str, list[str]] = {}
-
-    def draw(self, root: Stmt) -> None:
-        self._node("start", '(["start"])')
-        out = self._emit(root, [_Edge("start")], _Context(end="finish"))
-        self._connect(out, "finish")
-        self._node("finish", '(["end"])')
-
-    def render(self, highlight: Mapping[str, str] | None) -> str:
-        lines = ["flowchart TD", *self._lines]
-        lines += ("    " + e for e in self._edges)
-        if highlight is not None:
-            lines += ("    " + c for c in _CLASS_DEFS)
-            members: dict[str, list[str]] = {}
-            for name, cls in highlight.items():
-                members.setdefault(cls, []).extend(self._ids_by_name.get(name, ()))
-            for cls in sorted(members):
-                if members[cls]:
-                    lines.append(f"    class {','.join(sorted(set(members[cls]), key=_id_order))} {cls}")
-        return "\n".join(lines) + "\n"
-
-    def _new_id(self, prefix: str = "n") -> str:
-        self._count += 1
-        return f"{prefix}{self._count}"
-
-    def _node(self, node_id: str, shape: str) -> None:
-        self._lines.append(f"{self._indent}{node_id}{shape}")
-
-    def _named_node(self, stmt: Stmt, left: str, right: str) -> str:
-        node_id = self._new_id()
-        self._node(node_id, f"{left}{_label(stmt.name)}{right}")
-        self._ids_by_name.setdefault(stmt.name, []).append(node_id)
-        return node_id
-
-    def _connect(self, edges: Iterable[_Edge], dst: str) -> None:
-        for e in edges:
-            arrow = "-.->" if e.dotted else "-->"
-            label = f"|{_label(e.label)}|" if e.label else ""
-            self._edges.append(f"{e.src} {arrow}{label} {dst}")
-
-    def _emit_all(self, stmts: Iterable[Stmt], incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        for stmt in stmts:
-            incoming = self._emit(stmt, incoming, ctx)
-        return incoming
-
-    def _emit(self, stmt: Stmt, incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        _type_of(stmt)
-        if isinstance(stmt, Step):
-            return self._simple(stmt, incoming, "[", "]")
-        if isinstance(stmt, WaitFor):
-            return self._simple(stmt, incoming, "[/", "/]")
-        if isinstance(stmt, Wait):
-            return self._wait(stmt, incoming, ctx)
-        if isinstance(stmt, Switch):
-            return self._switch(stmt, incoming, ctx)
-        if isinstance(stmt, For):
-            return self._loop(stmt, incoming, ctx)
-        if isinstance(stmt, Go):
-            return self._go(stmt, incoming, ctx)
-        if isinstance(stmt, Return):
-            self._connect(incoming, ctx.end)
-            return []
-        if isinstance(stmt, Break):
-            # validate() checked that a For of this thread encloses every Break and Continue.
-            assert ctx.loop is not None
-            ctx.loop.breaks += (e.relabel("break") for e in incoming)
-            return []
-        if isinstance(stmt, Continue):
-            assert ctx.loop is not None
-            self._connect((e.relabel("continue") for e in incoming), ctx.loop.decision)
-            return []
-        # A Section (cases and events are drawn by their Switch or Wait).
-        return self._emit_all(stmt.children(), incoming, ctx)
-
-    def _simple(self, stmt: Stmt, incoming: list[_Edge], left: str, right: str) -> list[_Edge]:
-        node = self._named_node(stmt, left, right)
-        self._connect(incoming, node)
-        return [_Edge(node)]
-
-    def _wait(self, stmt: Wait, incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        node = self._named_node(stmt, "{{", "}}")
-        self._connect(incoming, node)
-        out: list[_Edge] = []
-        for event in stmt.events:
-            out += self._emit_all(event.children(), [_Edge(node, event.name)], ctx)
-        return out
-
-    def _switch(self, stmt: Switch, incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        node = self._new_id()
-        self._node(node, '{"?"}')
-        self._connect(incoming, node)
-        out: list[_Edge] = []
-        for case in stmt.cases:
-            out += self._emit_all(case.children(), [_Edge(node, case.name)], ctx)
-        if not any(isinstance(case, Default) for case in stmt.cases):
-            out.append(_Edge(node, "else"))
-        return out
-
-    def _loop(self, stmt: For, incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        node = self._named_node(stmt, "{", "}")
-        self._connect(incoming, node)
-        loop = _Loop(node)
-        body_out = self._emit_all(stmt.children(), [_Edge(node, "loop")], _Context(ctx.end, loop))
-        self._connect(body_out, node)
-        return [_Edge(node, "exit"), *loop.breaks]
-
-    def _go(self, stmt: Go, incoming: list[_Edge], ctx: _Context) -> list[_Edge]:
-        node = self._named_node(stmt, "[[", "]]")
-        self._connect(incoming, node)
-        self._lines.append(f"{self._indent}subgraph {self._new_id('g')}[{_label(stmt.name)}]")
-        outer_indent, self._indent = self._indent, self._indent + "    "
-        self._lines.append(f"{self._indent}direction TB")
-        end = self._new_id()
-        body_out = self._emit(stmt.body, [_Edge(node, "", dotted=True)], _Context(end))
-        self._connect(body_out, end)
-        self._node(end, '(("end"))')
-        self._indent = outer_indent
-        self._lines.append(f"{self._indent}end")
-        return [_Edge(node)]
-
-
-def _id_order(node_id: str) -> int:
-    return int(node_id[1:])
+    return _flowchart(definition, highlight).dot(highlight)

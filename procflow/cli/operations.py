@@ -1,0 +1,142 @@
+"""Operating in-flight instances from the command line: check, goto, edit, graph.
+
+``check`` tells whether the current definitions would strand stored
+instances (before a deploy); ``goto`` and ``edit`` repair one instance, with
+who and why in its history; ``graph`` draws a definition, optionally with
+where an instance is and what it did, as Mermaid or (with Graphviz) SVG.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..deploy_check import check_deploy
+from ..engine import Engine
+from ..export import to_dot, to_mermaid
+from ..instance import Instance
+from ..state import ThreadStatus
+from ..statements import Stmt
+from .errors import CommandError
+from .table import Style
+
+__all__ = [
+    "check",
+    "default_who",
+    "edit",
+    "goto",
+    "instance_highlight",
+    "parse_sets",
+    "show_graph",
+    "where",
+]
+
+
+def default_who() -> str:
+    """The operating-system user name, for ``--who`` (``unknown`` when there is none)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no $USER and no password entry for the uid
+        return "unknown"
+
+
+def where(inst: Instance[Any], style: Style) -> str:
+    """``id: STATUS`` and where the instance is parked, or which step failed."""
+    line = f"{inst.id}: {style.status(inst.status.value)}"
+    if inst.failure is not None:
+        return f"{line} at step {inst.failure.step!r} ({inst.failure.error})"
+    parked = "; ".join(str(p) for p in inst.parked)
+    return f"{line}, parked at {parked}" if parked else line
+
+
+async def check(engine: Engine, style: Style, *, workflow: str | None = None) -> int:
+    """Print the deploy check of every in-flight instance; 1 when any would be stranded."""
+    report = await check_deploy(engine, workflow=workflow)
+    for line in report.render().splitlines():
+        is_head = not line.startswith(" ") and not line.startswith(("ok:", "not safe:"))
+        print(style.bold(line) if is_head else line)
+    return 0 if report.ok else 1
+
+
+async def goto(
+    engine: Engine, key: str, *, thread: str, step: str, who: str, why: str, run: bool, style: Style
+) -> None:
+    """Move a thread of an instance to the statement ``step``; print where it is then."""
+    inst = await engine.goto(key, thread=thread, step=step, who=who, why=why, run=run)
+    print(where(inst, style))
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``field=JSON`` arguments as a mapping of field to value.
+
+    Raises:
+        CommandError: an item has no ``=`` or its value is not JSON.
+    """
+    changes: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--set {item!r}: write it as field=JSON, e.g. --set approved_by='\"ann\"'")
+        try:
+            changes[name] = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CommandError(
+                f"--set {item!r}: the value is not JSON ({e.msg}); quote a string as JSON: "
+                f"--set {name}='\"{text}\"'"
+            ) from e
+    return changes
+
+
+async def edit(
+    engine: Engine, key: str, changes: Mapping[str, Any], *, who: str, why: str, style: Style
+) -> None:
+    """Change fields of an instance's data (validated by its model); print the instance."""
+    inst = await engine.edit(key, changes, who=who, why=why)
+    print(where(inst, style))
+    data = json.loads(engine.dump_data(inst))
+    for name in changes:
+        print(f"  {name} = {json.dumps(data.get(name))}")
+
+
+async def instance_highlight(engine: Engine, inst: Instance[Any]) -> dict[str, str]:
+    """Classes for ``to_mermaid``: ``done`` steps, ``parked`` positions, the ``failed`` step.
+
+    Done are the steps the history records as run and those in ``completed``.
+    """
+    highlight = {h.name: "done" for h in await engine.history(inst.id) if h.kind == "step"}
+    highlight.update((name, "done") for name in inst.state.completed)
+    for t in inst.state.threads:
+        if t.status in (ThreadStatus.WAITING_EVENT, ThreadStatus.WAITING_CONDITION):
+            highlight[t.cur_step] = "parked"
+    if inst.failure is not None:
+        highlight[inst.failure.step] = "failed"
+    return highlight
+
+
+def show_graph(definition: Stmt, highlight: Mapping[str, str] | None, svg: str | None) -> None:
+    """Print the Mermaid flowchart, or write it as SVG to ``svg`` with Graphviz's ``dot``.
+
+    Raises:
+        CommandError: ``dot`` is not installed, or it failed.
+    """
+    if svg is None:
+        print(to_mermaid(definition, highlight=highlight), end="")
+        return
+    dot = shutil.which("dot")
+    if dot is None:
+        raise CommandError(
+            "--svg needs Graphviz's dot on PATH; install graphviz (apt install graphviz, "
+            "brew install graphviz, or https://graphviz.org/download/), or leave out --svg for Mermaid"
+        )
+    result = subprocess.run(
+        [dot, "-Tsvg"], input=to_dot(definition, highlight=highlight), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise CommandError(f"dot failed (exit {result.returncode}): {result.stderr.strip()}")
+    Path(svg).write_text(result.stdout, encoding="utf-8")
+    print(f"wrote {svg}")

@@ -1,0 +1,249 @@
+"""procflow check, goto, edit and graph --instance: run as a user runs them, on a SQLite file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+
+
+def procflow(
+    cwd: Path, *args: str, path: str = "/usr/bin:/bin", user: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": path, "NO_COLOR": "1", "PYTHONPATH": str(cwd)}
+    if user:
+        env["USER"] = user
+    return subprocess.run(
+        [sys.executable, "-m", "procflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def ok(cwd: Path, *args: str) -> str:
+    result = procflow(cwd, *args)
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder in which `procflow demo` ran once: order-004 is parked at decision."""
+    folder = tmp_path_factory.mktemp("demo")
+    ok(folder, "demo")
+    return folder
+
+
+@pytest.fixture
+def demo(demo_once: Path, tmp_path: Path) -> Path:
+    """A copy of the demo's database, for a test to change."""
+    for file in demo_once.glob("procflow.db*"):
+        shutil.copy(file, tmp_path / file.name)
+    return tmp_path
+
+
+# -- check ------------------------------------------------------------------------------------
+
+TICKETS = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Ticket:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("open", lambda: None), pf.Wait({wait!r}, pf.OnEvent("close", lambda: "closed")))
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Ticket])
+
+async def seed(url: str, count: int) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Ticket]) as e:
+        for n in range(count):
+            await e.start(Ticket(), id=f"t-{{n + 1}}")
+"""
+
+
+@pytest.fixture
+def tickets(tmp_path: Path) -> str:
+    """Two tickets parked at 'triage' (tickets_v1), a finished one; tickets_v2 renames the Wait."""
+    (tmp_path / "tickets_v1.py").write_text(TICKETS.format(wait="triage"))
+    (tmp_path / "tickets_v2.py").write_text(TICKETS.format(wait="review"))
+    url = f"sqlite:///{tmp_path / 'tickets.db'}"
+    seed = subprocess.run(
+        [sys.executable, "-c", f"import anyio, tickets_v1; anyio.run(tickets_v1.seed, {url!r}, 3)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert seed.returncode == 0, seed.stderr
+    ok(tmp_path, "--db", url, "--app", "tickets_v1:engine", "send", "t-3", "close")
+    return url
+
+
+def test_check_exits_0_and_counts_the_fine_instances_when_every_position_remains(
+    tmp_path: Path, tickets: str
+) -> None:
+    result = procflow(tmp_path, "--db", tickets, "--app", "tickets_v1:engine", "check")
+    assert result.returncode == 0, result.stderr
+    assert "Ticket: 2 in flight, 2 fine" in result.stdout
+    assert "ok: all 2 in-flight instance(s) match the current definitions" in result.stdout
+
+
+def test_check_exits_1_and_names_each_stranded_instance_thread_and_position(
+    tmp_path: Path, tickets: str
+) -> None:
+    result = procflow(tmp_path, "--db", tickets, "--app", "tickets_v2:engine", "check")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "Ticket: 2 in flight, 0 fine, 2 would be stranded" in lines
+    assert (
+        "  t-1  thread _main_  at 'triage': parked on a Wait: expected a Wait by that name, "
+        "the definition has nothing"
+    ) in lines
+    assert lines[-1].startswith("not safe: 2 of 2 in-flight instance(s) would be stranded")
+
+
+def test_check_reports_an_unregistered_workflow_instead_of_failing(tmp_path: Path, tickets: str) -> None:
+    result = procflow(tmp_path, "--db", tickets, "check")
+    assert result.returncode == 1
+    assert "t-1  workflow 'Ticket' is not registered (registered: DemoOrder)" in result.stdout
+
+
+def test_check_of_an_empty_store_is_ok(tmp_path: Path) -> None:
+    out = ok(tmp_path, "check")
+    assert "DemoOrder: no instances in flight" in out
+
+
+# -- goto ---------------------------------------------------------------------------------------
+
+
+def test_goto_moves_the_thread_runs_on_and_prints_where_it_is(demo: Path) -> None:
+    out = ok(demo, "goto", "order-004", "--step", "reserve stock", "--who", "ann", "--why", "charge again")
+    assert out.strip() == "order-004: WAITING, parked at decision(approve)"
+    show = ok(demo, "show", "order-004")
+    assert re.search(r"goto +reserve stock +_main_ +from decision by ann: charge again", show)
+    assert len(re.findall(r"step +charge card", show)) == 2
+
+
+def test_goto_with_no_run_leaves_the_thread_ready_to_run(demo: Path) -> None:
+    out = ok(demo, "goto", "order-004", "--step", "charge card", "--why", "skip", "--no-run")
+    assert out.strip() == "order-004: RESUMING"
+
+
+def test_goto_records_the_os_user_when_who_is_not_given(demo: Path) -> None:
+    result = procflow(demo, "goto", "order-004", "--step", "decision", "--why", "re-park", user="carol")
+    assert result.returncode == 0, result.stderr
+    assert "from decision by carol: re-park" in ok(demo, "show", "order-004")
+
+
+def test_goto_a_statement_the_definition_lacks_exits_1_naming_it(demo: Path) -> None:
+    result = procflow(demo, "goto", "order-004", "--step", "refund", "--why", "x")
+    assert result.returncode == 1
+    assert "DefinitionError" in result.stderr and "'refund'" in result.stderr
+
+
+def test_goto_needs_a_reason(demo: Path) -> None:
+    result = procflow(demo, "goto", "order-004", "--step", "decision")
+    assert result.returncode == 2
+    assert "--why" in result.stderr
+
+
+# -- edit ---------------------------------------------------------------------------------------
+
+
+def test_edit_sets_fields_from_json_and_records_who_and_why(demo: Path) -> None:
+    sets = ["--set", "amount=99", "--set", 'item="lamp"']
+    out = ok(demo, "edit", "order-004", *sets, "--who", "bob", "--why", "typo")
+    assert out.splitlines() == [
+        "order-004: WAITING, parked at decision(approve)",
+        "  amount = 99",
+        '  item = "lamp"',
+    ]
+    show = ok(demo, "show", "order-004")
+    assert '"amount": 99' in show
+    assert re.search(r"edit +amount, item +- +by bob: typo", show)
+
+
+def test_edit_with_data_the_model_rejects_exits_1_and_changes_nothing(demo: Path) -> None:
+    result = procflow(demo, "edit", "order-004", "--set", 'amount="lots"', "--why", "x")
+    assert result.returncode == 1
+    assert "PayloadError" in result.stderr and "amount" in result.stderr
+    assert '"amount": 99' not in ok(demo, "show", "order-004")
+
+
+def test_edit_with_a_value_that_is_not_json_says_how_to_quote_it(demo: Path) -> None:
+    result = procflow(demo, "edit", "order-004", "--set", "item=lamp", "--why", "x")
+    assert result.returncode == 1
+    assert """quote a string as JSON: --set item='"lamp"'""" in result.stderr
+
+
+def test_edit_of_an_unknown_field_exits_1_naming_it(demo: Path) -> None:
+    result = procflow(demo, "edit", "order-004", "--set", "colour=1", "--why", "x")
+    assert result.returncode == 1
+    assert "colour" in result.stderr
+
+
+# -- graph --------------------------------------------------------------------------------------
+
+
+def test_graph_of_an_instance_marks_where_it_is_parked_and_which_steps_are_done(demo: Path) -> None:
+    out = ok(demo, "graph", "--instance", "order-004")
+    assert '    n1["reserve stock"]\n    n2["charge card"]\n    n3{{"decision"}}\n' in out
+    assert "    class n1,n2 done\n    class n3 parked\n" in out
+
+
+def test_graph_of_a_finished_instance_marks_every_step_it_ran(demo: Path) -> None:
+    out = ok(demo, "graph", "--instance", "order-001")
+    assert "class n1,n2,n4 done" in out
+    assert "parked" not in out.split("classDef failed")[1]
+
+
+SHAPES = """
+import procflow as pf
+
+class Hold:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("hold", pf.OnEvent("release", lambda: None)))
+"""
+
+
+def test_graph_of_a_workflow_class_prints_mermaid(tmp_path: Path) -> None:
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    out = ok(tmp_path, "graph", "shapes:Hold")
+    assert out.startswith("flowchart TD\n")
+    assert "classDef" not in out
+
+
+def test_graph_needs_a_workflow_or_an_instance(tmp_path: Path) -> None:
+    result = procflow(tmp_path, "graph")
+    assert result.returncode == 1
+    assert "graph needs a MODULE:WORKFLOW, or --instance ID" in result.stderr
+
+
+@needs_dot
+def test_graph_svg_writes_an_svg_of_the_instance_with_graphviz(demo: Path) -> None:
+    dot_dir = str(Path(shutil.which("dot") or "").parent)
+    args = ["graph", "--instance", "order-004", "--svg", "order.svg"]
+    result = procflow(demo, *args, path=f"{dot_dir}:/usr/bin:/bin")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "wrote order.svg"
+    svg = (demo / "order.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and 'class="node parked"' in svg
+
+
+def test_graph_svg_without_graphviz_says_to_install_it(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    result = procflow(tmp_path, "graph", "shapes:Hold", "--svg", "x.svg", path=str(empty))
+    assert result.returncode == 1
+    assert "--svg needs Graphviz's dot on PATH; install graphviz" in result.stderr
+    assert not (tmp_path / "x.svg").exists()

@@ -76,6 +76,7 @@ from .statements import (
     Switch,
     Wait,
     WaitFor,
+    at,
     index,
 )
 
@@ -150,6 +151,22 @@ def _advance(frames: Frames) -> Stmt | None:
     return None
 
 
+def _refind(frames: Frames, root: Stmt, stmt: Stmt) -> bool:
+    """Point ``frames`` at the same place in the new tree ``root``.
+
+    Returns whether ``stmt``'s counterpart (same name and class) is there;
+    if not, the definition changed shape and ``frames`` must be looked up.
+    """
+    node = root
+    for k, (_, i) in enumerate(frames):
+        kids = node._kids
+        if i >= len(kids):
+            return False
+        frames[k] = (node, i)
+        node = kids[i]
+    return node.name == stmt.name and type(node) is type(stmt)
+
+
 def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
     """Start running ``container``'s children at ``pos``; an empty body finishes at once."""
     kids = container._kids
@@ -171,6 +188,58 @@ def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
     raise DefinitionError(f"{type(jump).__name__}() outside a For loop in thread {thread.id!r}")
 
 
+_restore_fields = dict.update
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def _new_wait_event(type_: str, workflow_id: str, thread_id: str, name: str, pc: int) -> WaitEvent:
+    """``WaitEvent(type=type_, req=CallbackRequest(workflow_id=..., thread_id=..., name=..., pc=...))``.
+
+    Validation makes up most of parking on a Wait; it is skipped when every
+    value already has its field's exact type, and the models are filled in as
+    pydantic's own validation would fill them (values, set fields, no extras).
+    """
+    if not (
+        type(type_) is str
+        and type(workflow_id) is str
+        and type(thread_id) is str
+        and type(name) is str
+        and type(pc) is int
+    ):
+        return WaitEvent(
+            type=type_, req=CallbackRequest(workflow_id=workflow_id, thread_id=thread_id, name=name, pc=pc)
+        )
+    req = _new_object(CallbackRequest)
+    _set_slot(
+        req,
+        "__dict__",
+        {"workflow_id": workflow_id, "thread_id": thread_id, "name": name, "pc": pc, "setup_data": ""},
+    )
+    _set_slot(req, "__pydantic_fields_set__", {"workflow_id", "thread_id", "name", "pc"})
+    _set_slot(req, "__pydantic_extra__", None)
+    _set_slot(req, "__pydantic_private__", None)
+    event = _new_object(WaitEvent)
+    _set_slot(
+        event,
+        "__dict__",
+        {"type": type_, "req": req, "status": WaitEventStatus.PENDING_SETUP, "handled": False, "error": ""},
+    )
+    _set_slot(event, "__pydantic_fields_set__", {"type", "req"})
+    _set_slot(event, "__pydantic_extra__", None)
+    _set_slot(event, "__pydantic_private__", None)
+    return event
+
+
+def _truncate(lst: list[Any], length: int) -> None:
+    del lst[length:]
+
+
+def _reinsert(lst: list[Any], at: tuple[int, Any]) -> None:
+    lst.insert(*at)
+
+
 class _Run:
     """One call of ``resume``, ``handle_callback`` or ``cancel``."""
 
@@ -190,12 +259,10 @@ class _Run:
         self.hooks = hooks
         self.max_transitions = max_transitions
         self.transitions = 0
-        # What a rollback to the last checkpoint needs: the fields of each model
-        # changed since (by id), and the lists appended to with their old length.
+        # What a rollback to the last checkpoint needs: one (undo, target, saved)
+        # entry per change since, undone newest first by undo(target, saved).
         # Only the State is rolled back; a _Run is not used again after an error.
-        self.saved: dict[int, tuple[BaseModel, dict[str, Any], dict[str, Any]]] = {}
-        self.appended: list[tuple[list[Any], int]] = []
-        self.marked: set[int] = set()
+        self.undo: list[tuple[Callable[[Any, Any], object], Any, Any]] = []
         self.root: Stmt = Section()
         self.paths: dict[str, Path] = {}
         self.loops_entered: set[int] = set()
@@ -214,7 +281,7 @@ class _Run:
     # -- bookkeeping ---------------------------------------------------------
 
     def touch(self, obj: BaseModel) -> dict[str, Any]:
-        """Save ``obj``'s fields for a rollback (once between checkpoints); return them.
+        """Log ``obj``'s fields for a rollback; return them for writing.
 
         The interpreter writes fields through the returned ``__dict__``:
         pydantic's ``__setattr__`` costs more than the rest of a step's
@@ -222,42 +289,41 @@ class _Run:
         keep them.
         """
         values = obj.__dict__
-        key = id(obj)
-        if key not in self.saved:
-            self.saved[key] = (obj, values, values.copy())
-            if key not in self.marked:
-                self.marked.add(key)
-                obj.__pydantic_fields_set__.update(values)
+        self.undo.append((_restore_fields, values, values.copy()))
+        fields_set = obj.__pydantic_fields_set__
+        if len(fields_set) != len(values):
+            fields_set.update(values)
         return values
 
     def set(self, obj: BaseModel, field: str, value: Any) -> None:
         self.touch(obj)[field] = value
 
     def append(self, lst: list[Any], item: Any) -> None:
-        self.appended.append((lst, len(lst)))
+        self.undo.append((_truncate, lst, len(lst)))
         lst.append(item)
+
+    def remove(self, lst: list[Any], i: int) -> None:
+        """Delete ``lst[i]`` in place (no copy of a long list of threads)."""
+        self.undo.append((_reinsert, lst, (i, lst[i])))
+        del lst[i]
 
     @property
     def dirty(self) -> bool:
         """Whether the State changed since the last checkpoint."""
-        return bool(self.saved or self.appended)
+        return bool(self.undo)
 
     def rollback(self) -> None:
         """Put the State back as it was at the last checkpoint."""
-        for lst, length in reversed(self.appended):
-            del lst[length:]
-        for _, values, old in self.saved.values():
-            values.update(old)
-        self.saved.clear()
-        self.appended.clear()
+        for undo, target, saved in reversed(self.undo):
+            undo(target, saved)
+        self.undo.clear()
 
     async def checkpoint(self, kind: CheckpointType) -> None:
         if self._checkpoint is not None:
             result = self._checkpoint(kind)
             if result is not None and inspect.isawaitable(result):
                 await result
-        self.saved.clear()
-        self.appended.clear()
+        self.undo.clear()
 
     def build(self) -> None:
         """Call ``definition()`` and check the new tree."""
@@ -326,6 +392,15 @@ class _Run:
             "keep the names at which in-flight instances are parked"
         )
 
+    def find(self, name: str, kind: type[Stmt] | tuple[type[Stmt], ...], thread: Thread) -> Any:
+        """``locate`` for callers that need the statement only."""
+        path = self.paths.get(name)
+        if path is not None:
+            stmt = at(self.root, path)
+            if stmt is not None and stmt.name == name and isinstance(stmt, kind):
+                return stmt
+        return self.locate(name, kind, thread)[1]
+
     def count_transition(self, thread: Thread) -> dict[str, Any]:
         """Count a transition of ``thread``; return its fields for writing."""
         self.transitions += 1
@@ -335,9 +410,21 @@ class _Run:
                 f"{self.state.workflow!r} {self.state.id!r} (thread {thread.id!r}); "
                 "a loop that never waits? Raise max_transitions if the work is real"
             )
-        self.touch(self.state)["pc"] += 1
-        values = self.touch(thread)
+        # touch() inlined: this runs on every transition.
+        undo = self.undo
+        state = self.state
+        values = state.__dict__
+        undo.append((_restore_fields, values, values.copy()))
         values["pc"] += 1
+        fields_set = state.__pydantic_fields_set__
+        if len(fields_set) != len(values):
+            fields_set.update(values)
+        values = thread.__dict__
+        undo.append((_restore_fields, values, values.copy()))
+        values["pc"] += 1
+        fields_set = thread.__pydantic_fields_set__
+        if len(fields_set) != len(values):
+            fields_set.update(values)
         return values
 
     def evaluate(self, cond: Any, stmt: Stmt, thread: Thread) -> bool:
@@ -415,7 +502,7 @@ class _Run:
         while node is not None:
             cls = type(node)
             if cls is Step:
-                frames = await self.run_step(t, node, frames)  # type: ignore[arg-type]
+                await self.run_step(t, node, frames)  # type: ignore[arg-type]
                 node = _advance(frames)
             elif cls is For:
                 node = self.enter_loop(t, node, frames)  # type: ignore[arg-type]
@@ -435,7 +522,7 @@ class _Run:
     async def run_other(self, t: Thread, node: Stmt, frames: Frames) -> Stmt | None:
         """Run the statements not special-cased in ``run_thread``, and subclasses."""
         if isinstance(node, Step):
-            frames[:] = await self.run_step(t, node, frames)
+            await self.run_step(t, node, frames)
             return _advance(frames)
         if isinstance(node, For):
             return self.enter_loop(t, node, frames)
@@ -483,7 +570,7 @@ class _Run:
 
     def check_parked(self, t: Thread) -> None:
         """The definition must still have the Wait a thread is parked on, with its events."""
-        _, wait = self.locate(t.cur_step, Wait, t)
+        wait = self.find(t.cur_step, Wait, t)
         for e in t.wait_events:
             if e.status in _PARKED_EVENT:
                 self.event_index(wait, e.req.name, t)
@@ -497,8 +584,8 @@ class _Run:
             f"{wait.name!r}, but the definition no longer has event {name!r} in it"
         )
 
-    async def run_step(self, t: Thread, step: Step, frames: Frames) -> Frames:
-        """Run ``step``, checkpoint and rebuild the tree; return the thread's frames in it."""
+    async def run_step(self, t: Thread, step: Step, frames: Frames) -> None:
+        """Run ``step``, checkpoint and rebuild the tree; point ``frames`` at the step in it."""
         hooks = self.hooks
         if hooks is not None:
             await hooks.before_effect()
@@ -524,14 +611,11 @@ class _Run:
             result = checkpoint(CheckpointType.AFTER_STEP)
             if result is not None and inspect.isawaitable(result):
                 await result
-        self.saved.clear()
-        self.appended.clear()
+        self.undo.clear()
         if self.cond_waiters:
             await self.check_conditions()
-        frames, node = self.descend(tuple([i for _, i in frames]))
-        if node is None or node.name != name or type(node) is not type(step):
-            frames = self.locate(name, Step, t)[0]
-        return frames
+        if not _refind(frames, self.root, step):
+            frames[:] = self.locate(name, Step, t)[0]
 
     def enter_loop(self, t: Thread, loop: For, frames: Frames) -> Stmt | None:
         cond = loop.cond
@@ -586,20 +670,16 @@ class _Run:
         self.enqueue(t)
 
     def park_on_wait(self, t: Thread, wait: Wait) -> None:
-        events = [e for e in t.wait_events if e.status in _LEFT_EVENT]
+        events = [e for e in t.wait_events if e.status in _LEFT_EVENT] if t.wait_events else []
         state_id = self.state.id
         for on in wait.events:
-            events.append(
-                WaitEvent(
-                    type=on.handler.type,
-                    req=CallbackRequest(workflow_id=state_id, thread_id=t.id, name=on.name, pc=t.pc),
-                )
-            )
-        self.set(t, "wait_events", events)
-        self.set(t, "status", ThreadStatus.WAITING_EVENT)
-        self.set(t, "cur_step", wait.name)
-        if t.cur_callback:
-            self.set(t, "cur_callback", "")
+            events.append(_new_wait_event(on.handler.type, state_id, t.id, on.name, t.pc))
+        values = self.touch(t)
+        values["wait_events"] = events
+        values["status"] = ThreadStatus.WAITING_EVENT
+        values["cur_step"] = wait.name
+        if values["cur_callback"]:
+            values["cur_callback"] = ""
 
     def park_on_condition(self, t: Thread, wait_for: WaitFor) -> None:
         self.set(t, "status", ThreadStatus.WAITING_CONDITION)
@@ -630,7 +710,7 @@ class _Run:
         i = 0
         while i < len(self.cond_waiters):
             t = self.cond_waiters[i]
-            _, wait_for = self.locate(t.cur_step, WaitFor, t)
+            wait_for = self.find(t.cur_step, WaitFor, t)
             if not self.evaluate(wait_for.cond, wait_for, t):
                 i += 1
                 continue
@@ -655,17 +735,20 @@ class _Run:
             self.set(main, "wait_events", [*main.wait_events, *t.wait_events])
         threads = self.state.threads
         i = next(i for i, other in enumerate(threads) if other is t)
-        self.set(self.state, "threads", threads[:i] + threads[i + 1 :])
+        self.remove(threads, i)
         self.thread_ids.discard(t.id)
 
     async def finish(self) -> None:
         """The main thread returned: tear down every parked event, drop the threads.
 
-        The status becomes FINISHED only after the teardowns, so that a crash
-        among them leaves a runnable state whose next resume finishes again
-        and tears down the rest.
+        Nothing is checkpointed between the main thread's end and the final
+        FINISHED checkpoint: the main thread's stored position is older than
+        the rest of its run (a ``Go`` it passed since, say), so a state stored
+        in between could not be continued. A crash among these teardowns
+        repeats the main thread's last stretch and the teardowns, which run
+        at least once anyway.
         """
-        await self.teardown_all()
+        await self.teardown_all(checkpoints=False)
         self.set(self.state, "status", WorkflowStatus.FINISHED)
         self.set(self.state, "threads", [])
         if self.hooks is not None:
@@ -675,14 +758,17 @@ class _Run:
     # -- events --------------------------------------------------------------
 
     def event_of(self, t: Thread, e: WaitEvent) -> On:
-        return self.locate(e.req.name, On, t)[1]  # type: ignore[no-any-return]
+        return self.find(e.req.name, On, t)  # type: ignore[no-any-return]
 
-    async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool) -> None:
+    async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool, checkpoint: bool = True) -> None:
+        """Tear ``e`` down; with ``checkpoint``, tell the hooks first and checkpoint after."""
         handler = self.event_of(t, e).handler
-        if self.hooks is not None and handler.side_effects:
+        if checkpoint and self.hooks is not None and handler.side_effects:
             await self.hooks.before_effect()
         try:
-            await call(handler.teardown, e.req, e.handled)
+            result = handler.teardown(e.req, e.handled)
+            if result is not None and inspect.isawaitable(result):
+                await result
         except Exception as exc:
             if self.hooks is not None:
                 self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
@@ -691,27 +777,30 @@ class _Run:
                 e.req.name, t.id, self.state.workflow, self.state.id, exc,
             )
             if keep_failed:
-                self.set(e, "status", WaitEventStatus.TEARDOWN_ERROR)
-                self.set(e, "error", _describe(exc))
+                values = self.touch(e)
+                values["status"] = WaitEventStatus.TEARDOWN_ERROR
+                values["error"] = _describe(exc)
                 await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
                 return
         if self.hooks is not None:
             self.hooks.transition("teardown", e.req.name, t.id)
         self.set(t, "wait_events", [x for x in t.wait_events if x is not e])
-        await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
+        if checkpoint:
+            await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
 
     async def teardown_left_events(self) -> None:
         """Retry the teardowns of events whose Wait was left."""
         for t in list(self.state.threads):
-            for e in [e for e in t.wait_events if e.status in _LEFT_EVENT]:
-                await self.teardown(t, e, keep_failed=True)
+            if t.wait_events:
+                for e in [e for e in t.wait_events if e.status in _LEFT_EVENT]:
+                    await self.teardown(t, e, keep_failed=True)
 
-    async def teardown_all(self) -> None:
+    async def teardown_all(self, *, checkpoints: bool = True) -> None:
         """Tear down every event that was set up or left; failures are logged."""
         for t in list(self.state.threads):
             for e in list(t.wait_events):
                 if e.status in _LEFT_EVENT or e.status == WaitEventStatus.SETUP:
-                    await self.teardown(t, e, keep_failed=False)
+                    await self.teardown(t, e, keep_failed=False, checkpoint=checkpoints)
 
     async def setup_parked_events(self) -> _Failures:
         failures = _Failures()
@@ -725,7 +814,9 @@ class _Run:
                 if self.hooks is not None and handler.side_effects:
                     await self.hooks.before_effect()
                 try:
-                    data = await call(handler.setup, e.req)
+                    data = handler.setup(e.req)
+                    if data is not None and inspect.isawaitable(data):
+                        data = await data
                     if data is None:
                         data = ""
                     elif not isinstance(data, str):
@@ -735,17 +826,19 @@ class _Run:
                 except Exception as exc:
                     failures[(t.id, e.req.name)] = _describe(exc)
                     failures.cause = failures.cause or exc
-                    self.set(e, "status", WaitEventStatus.SETUP_ERROR)
-                    self.set(e, "error", _describe(exc))
+                    values = self.touch(e)
+                    values["status"] = WaitEventStatus.SETUP_ERROR
+                    values["error"] = _describe(exc)
                     if self.hooks is not None:
                         self.hooks.transition("setup_error", e.req.name, t.id, _describe(exc))
                 else:
                     if self.hooks is not None:
                         self.hooks.transition("setup", e.req.name, t.id)
                     self.set(e.req, "setup_data", data)
-                    self.set(e, "status", WaitEventStatus.SETUP)
-                    if e.error:
-                        self.set(e, "error", "")
+                    values = self.touch(e)
+                    values["status"] = WaitEventStatus.SETUP
+                    if values["error"]:
+                        values["error"] = ""
                 await self.checkpoint(CheckpointType.AFTER_SETUP)
         return failures
 
@@ -783,10 +876,12 @@ class _Run:
                 f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
                 f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
             )
-        _, wait = self.locate(thread.cur_step, Wait, thread)
+        wait = self.find(thread.cur_step, Wait, thread)
         on = wait.events[self.event_index(wait, req.name, thread)]
         try:
-            reply = await call(on.handler.handle, event.req, payload)
+            reply = on.handler.handle(event.req, payload)
+            if reply is not None and inspect.isawaitable(reply):
+                reply = await reply
         except ProcflowError:
             raise
         except Exception as e:

@@ -25,7 +25,7 @@ from .errors import (
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
-from .export import DEFINITION_SCHEMA, STATE_SCHEMA, ExportError, to_json, to_mermaid
+from .export import DEFINITION_SCHEMA, STATE_SCHEMA, ExportError, to_dot, to_json, to_mermaid
 from .handlers import Handler
 from .hooks import RunHooks
 from .instance import Instance, InstanceSummary, Parking
@@ -141,6 +141,7 @@ __all__ = [
     "handle_callback",
     "open_store",
     "resume",
+    "to_dot",
     "to_json",
     "to_mermaid",
     "validate",

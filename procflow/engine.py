@@ -413,10 +413,15 @@ class Engine:
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
+            WorkflowFinishedError: the instance is finished or cancelled.
             PayloadError: the changed data does not validate (nothing is saved).
         """
         with use_clock(self.clock):
             session = await self._load(key)
+            if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                raise WorkflowFinishedError(
+                    f"instance {session.id!r} is {session.state.status.value}; its data is final"
+                )
             data = json.loads(session.wtype.encode(session.workflow))
             unknown = sorted(set(changes) - set(data))
             if unknown:

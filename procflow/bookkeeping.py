@@ -39,6 +39,7 @@ class Bookkeeping(BaseModel):
     inbox: list[Buffered] = Field(default_factory=list)
     attempts: dict[str, int] = Field(default_factory=dict)
     retry_at: float | None = None
+    retry_thread: str = ""
     failure: Failure | None = None
     rejected: dict[str, int] = Field(default_factory=dict)
 

@@ -52,9 +52,11 @@ from .errors import (
     ProcflowError,
     SetupError,
     StepError,
+    StoreError,
     UnknownWorkflowError,
     WorkflowFinishedError,
 )
+from .handlers import FunctionHandler
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
@@ -194,7 +196,7 @@ class Engine:
         session = Session(self, wtype, workflow, state, correlation_id=correlation_id)
         session.transition("started")
         with use_clock(self.clock):
-            await self._run(session)
+            session = await self._run(session)
         return session.instance()
 
     async def send(
@@ -238,26 +240,27 @@ class Engine:
         """
         req = CallbackRequest(name=event, thread_id=thread_id, pc=pc)
         with use_clock(self.clock):
-            if idempotency_key is not None:
-                record = await self._record(key)
-                kept = await self.store.reply(record.id, idempotency_key)
-                if kept is not None:
-                    return _ANY.validate_json(kept)
             for _ in range(self.conflict_retries):
                 session = await self._load(key)
+                if idempotency_key is not None:
+                    # Checked on every attempt: a racing repeat may have won meanwhile.
+                    kept = await self.store.reply(session.id, idempotency_key)
+                    if kept is not None:
+                        return _ANY.validate_json(kept)
                 try:
-                    await self._catch_up(session)
+                    session = await self._catch_up(session)
                     reply = await self._deliver(session, req, payload, buffer)
                 except ConflictError:
                     continue
-                if reply is _BUFFERED:
-                    return None
+                buffered = reply is _BUFFERED
                 if idempotency_key is not None:
-                    session.reply = (idempotency_key, _ANY.dump_json(reply).decode())
+                    session.reply = (idempotency_key, "null" if buffered else _ANY.dump_json(reply).decode())
                 try:
                     await session.commit()
                 except ConflictError:
                     continue  # someone saved first: try again on what they saved
+                if buffered:
+                    return None
                 await self._run(session)
                 return reply
         raise ConflictError(
@@ -274,8 +277,7 @@ class Engine:
             InstanceNotFound: no instance has that id or correlation id.
         """
         with use_clock(self.clock):
-            session = await self._load(key)
-            await self._catch_up(session)
+            session = await self._catch_up(await self._load(key))
             await session.commit_if_changed()
             return session.instance()
 
@@ -294,8 +296,9 @@ class Engine:
             session.meta.failure = None
             session.meta.attempts.pop(failure.step, None)
             session.meta.retry_at = None
+            session.meta.retry_thread = ""
             session.transition("retried", failure.step, failure.thread, "by hand")
-            await self._run(session)
+            session = await self._run(session)
             return session.instance()
 
     async def cancel(self, key: str, *, reason: str, compensate: bool = False) -> Instance[Any]:
@@ -401,7 +404,7 @@ class Engine:
             State.model_validate(state.model_dump())  # the result must be a valid State
             await session.commit()
             if run:
-                await self._run(session)
+                session = await self._run(session)
             return session.instance()
 
     async def edit(self, key: str, changes: Mapping[str, Any], *, who: str, why: str) -> Instance[Any]:
@@ -440,15 +443,20 @@ class Engine:
             return session.instance()
 
     async def recover(self) -> builtins.list[str]:
-        """Resume every instance left runnable (``RESUMING``), e.g. after a crash.
+        """Resume every instance left runnable (``RESUMING``) by a process that died.
 
-        Returns the ids resumed. One that fails again is left as it is (it is
-        retried or failed by its step's policy) and the others still run.
+        Call it when no other process is working on the store's instances
+        (at start-up of the only process, say): it does not wait for a run to
+        look abandoned (``stale_after``), as workers do. Returns the ids
+        resumed; one that fails again is left to its step's retry policy and
+        the others still run.
         """
         resumed = []
         async for summary in self.list(status=WorkflowStatus.RESUMING):
             try:
-                await self.resume(summary.id)
+                with use_clock(self.clock):
+                    session = await self._catch_up(await self._load(summary.id), abandoned=True)
+                    await session.commit_if_changed()
             except ProcflowError as e:
                 logger.warning("recover: instance %r: %s", summary.id, e)
                 continue
@@ -485,7 +493,12 @@ class Engine:
         stop: the batch in hand is finished first.
         """
         while True:
-            if await self.work_once(batch=batch, lease=lease) == 0:
+            try:
+                claimed = await self.work_once(batch=batch, lease=lease)
+            except StoreError as e:
+                logger.warning("worker: the store failed (%s); trying again in %ss", e, poll_interval)
+                claimed = 0
+            if claimed == 0:
                 await self.clock.sleep(poll_interval)
             else:
                 await anyio.lowlevel.checkpoint()  # a busy worker still notices cancellation
@@ -586,6 +599,7 @@ class Engine:
             correlation_id=record.correlation_id,
             created_at=record.created_at,
             meta=meta,
+            stored_due_at=record.due_at,
         )
 
     # -- running -------------------------------------------------------------
@@ -595,7 +609,7 @@ class Engine:
         for _ in range(self.conflict_retries):
             session = self._decode(record)
             try:
-                await self._catch_up(session)
+                session = await self._catch_up(session, abandoned=True)
                 if not session.committed:
                     await session.commit()  # the claim moved due_at; put the real one back
             except ConflictError:
@@ -603,24 +617,37 @@ class Engine:
                 continue
             return
 
-    async def _catch_up(self, session: Session) -> None:
-        """Deliver overdue timers (thread order), then run what is runnable and due."""
+    async def _catch_up(self, session: Session, *, abandoned: bool = False) -> Session:
+        """Deliver overdue timers (thread order), then run what is runnable and due.
+
+        A run in flight (``RESUMING`` without a retry) is resumed only once it
+        looks abandoned (its row's due time, set ``stale_after`` ahead at each
+        commit, has passed), or when ``abandoned`` says it is. Threads whose
+        failed step waits for its retry are held by ``Session.may_run``.
+        """
         if session.meta.failure is not None:
-            return
+            return session
         while (due := self._next_due_timer(session)) is not None:
             req, name = due
             await handle_callback(req, session.workflow, session.state, None, hooks=session)
             session.transition("timer", name, req.thread_id)
             await session.commit()
-            await self._run(session)
+            session = await self._run(session)
             if session.meta.failure is not None:
-                return
+                return session
+        now = self.clock.now()
         if session.state.status == WorkflowStatus.RESUMING:
             retry_at = session.meta.retry_at
-            if retry_at is None or retry_at <= self.clock.now():
-                await self._run(session)
+            if retry_at is not None:
+                due_now = retry_at <= now
+            else:
+                stale = session.stored_due_at is None or session.stored_due_at <= now
+                due_now = abandoned or stale
+            if due_now:
+                session = await self._run(session)
         elif session._setups_pending():
-            await self._run(session)
+            session = await self._run(session)
+        return session
 
     def _next_due_timer(self, session: Session) -> tuple[CallbackRequest, str] | None:
         now = self.clock.now()
@@ -633,16 +660,18 @@ class Engine:
                     return CallbackRequest(name=e.req.name, thread_id=t.id, pc=e.req.pc), e.req.name
         return None
 
-    async def _run(self, session: Session) -> None:
+    async def _run(self, session: Session) -> Session:
         """Resume until parked, deliver what the inbox holds for new Waits, commit.
 
-        A failing step is retried later by its policy or fails the instance;
-        on a conflict the instance is reloaded and resumed again.
+        A failing step is retried later by its policy or fails the instance.
+        On a conflict someone else saved the instance: it is reloaded, and
+        resumed again only if it is runnable and nobody is running it (its
+        stale mark passed). Returns the session as it ended.
         """
         for _ in range(self.conflict_retries * 4):
             if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
                 await session.commit_if_changed()
-                return
+                return session
             try:
                 await resume(
                     session.workflow,
@@ -654,19 +683,20 @@ class Engine:
                 if await self._deliver_from_inbox(session):
                     continue
                 await session.commit_if_changed()
-                return
+                return session
             except ConflictError:
                 session = await self._reload(session)
-                if session.state.status != WorkflowStatus.RESUMING:
-                    return
+                in_flight = session.stored_due_at is not None and session.stored_due_at > self.clock.now()
+                if session.state.status != WorkflowStatus.RESUMING or in_flight:
+                    return session
             except StepError as e:
                 self._step_failed(session, e)
                 await self._commit_quietly(session)
-                return
+                return session
             except SetupError as e:
                 logger.warning("instance %r: %s", session.id, e)
                 await self._commit_quietly(session)
-                return
+                return session
         raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
 
     async def _commit_quietly(self, session: Session) -> None:
@@ -684,9 +714,11 @@ class Engine:
         now = self.clock.now()
         if policy.retries(attempts, cause):
             session.meta.retry_at = now + policy.backoff.delay(attempts)
+            session.meta.retry_thread = error.thread_id
             session.transition("retry", name, error.thread_id, f"attempt {attempts} failed: {cause}")
             return
         session.meta.retry_at = None
+        session.meta.retry_thread = ""
         session.meta.failure = Failure(
             step=name,
             thread=error.thread_id,
@@ -713,6 +745,8 @@ class Engine:
             wanted = event.buffer if buffer is None and isinstance(event, On) else buffer
             if not wanted or not isinstance(event, On):
                 raise
+            if isinstance(event.handler, FunctionHandler):
+                event.handler.validate(payload)  # a bad payload is refused now, not when delivered
             session.meta.inbox.append(
                 Buffered(
                     event=req.name,
@@ -722,7 +756,6 @@ class Engine:
                 )
             )
             session.transition("buffered", req.name, req.thread_id)
-            await session.commit()
             return _BUFFERED
         except PayloadError:
             await self._payload_rejected(session, req)

@@ -27,6 +27,15 @@ class RunHooks:
         a failing ``checkpoint`` does.
         """
 
+    def may_run(self, thread: str) -> bool:
+        """Whether the runnable thread ``thread`` may run now (default: yes).
+
+        A thread held back stays runnable (``RESUMING``) and so does the
+        workflow; the engine holds a thread whose failed step waits for its
+        retry's backoff, or whose retries ran out.
+        """
+        return True
+
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         """Called after something happened.
 

@@ -45,6 +45,7 @@ class Session(RunHooks):
         correlation_id: str | None = None,
         created_at: float = 0.0,
         meta: Bookkeeping | None = None,
+        stored_due_at: float | None = None,
     ) -> None:
         self.engine = engine
         self.wtype = wtype
@@ -55,6 +56,9 @@ class Session(RunHooks):
         self.created_at = created_at
         self.updated_at = created_at
         self.meta = meta or Bookkeeping()
+        # The due time the row had when it was loaded: for a run in flight,
+        # when it counts as abandoned.
+        self.stored_due_at = stored_due_at
         self.dirty = False
         # Whether user code with side effects ran since the last commit: its
         # result must be committed before the next one runs.
@@ -80,6 +84,15 @@ class Session(RunHooks):
             await self.commit()
         self.effect_ran = True
 
+    def may_run(self, thread: str) -> bool:
+        """Hold the thread of a step that failed: until its retry is due, or for good."""
+        failure = self.meta.failure
+        if failure is not None and failure.thread == thread:
+            return False
+        retry_at = self.meta.retry_at
+        waiting = retry_at is not None and retry_at > self.engine.clock.now()
+        return not (waiting and self.meta.retry_thread == thread)
+
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         at = self.engine.clock.now()
         self.history.append(HistoryEntry(at, kind, name, thread, detail))
@@ -87,7 +100,9 @@ class Session(RunHooks):
         if kind == "step" and name in self.meta.attempts:
             # The step went through: its earlier failures no longer count.
             del self.meta.attempts[name]
-            self.meta.retry_at = None
+            if self.meta.retry_thread == thread:
+                self.meta.retry_at = None
+                self.meta.retry_thread = ""
         self.dirty = True
 
     # -- committing ----------------------------------------------------------

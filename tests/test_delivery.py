@@ -1,0 +1,523 @@
+"""Delivery: the event inbox (early events), idempotent sends, and limits on invalid payloads.
+
+The stores are real (memory, SQLite on a temporary file, PostgreSQL on the
+throwaway cluster); handler calls are counted outside the workflow
+(``CALLS``), so that "runs nothing again" means the handler was not called.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+import procflow as pf
+from procflow import Sleep, TestClock
+from procflow.engine import Engine
+from procflow.stores import MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+
+pytestmark = pytest.mark.anyio
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+# Handler calls of the test in progress: "event:payload".
+CALLS: list[str] = []
+
+
+class Item(BaseModel):
+    sku: str
+    qty: int = 1
+
+
+@dataclass
+class Cart:
+    """Opens, then takes three items in a loop; "item" events sent before it opens are refused."""
+
+    items: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("opening", pf.OnEvent("open", lambda: CALLS.append("open"))),
+            pf.For(
+                "filling",
+                lambda: len(self.items) < 3,
+                pf.Wait("adding", pf.OnEvent("item", self.add)),
+            ),
+            pf.Wait("paying", pf.OnEvent("checkout", lambda: CALLS.append("checkout"))),
+        )
+
+    def add(self, item: Item) -> int:
+        CALLS.append(f"item:{item.sku}")
+        self.items.append(item.sku)
+        return len(self.items)
+
+
+@dataclass
+class EagerCart(Cart):
+    """The same cart, but "item" buffers by default: items may come before it opens."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("opening", pf.OnEvent("open", lambda: CALLS.append("open"))),
+            pf.For(
+                "filling",
+                lambda: len(self.items) < 3,
+                pf.Wait("adding", pf.OnEvent("item", self.add, buffer=True)),
+            ),
+            pf.Wait("paying", pf.OnEvent("checkout", lambda: CALLS.append("checkout"))),
+        )
+
+
+@dataclass
+class Webhook:
+    """Waits for a 1 h cooling-off period, then for the payment webhook (buffered by default)."""
+
+    paid: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            Sleep("cooling off", 3600),
+            pf.Wait("payment", pf.OnEvent("paid", self.on_paid, buffer=True)),
+        )
+
+    def on_paid(self, cents: int) -> str:
+        CALLS.append(f"paid:{cents}")
+        self.paid += cents
+        return f"paid {cents}"
+
+
+@dataclass
+class Till:
+    """Takes "pay" (an int) until paid three times; each reply is a fresh receipt number."""
+
+    paid: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.For("paying", lambda: self.paid < 3, pf.Wait("till", pf.OnEvent("pay", self.pay))))
+
+    def pay(self, cents: int) -> dict[str, int]:
+        CALLS.append(f"pay:{cents}")
+        self.paid += 1
+        return {"receipt": self.paid, "cents": cents}
+
+
+class Amount(BaseModel):
+    cents: int
+
+
+@dataclass
+class Strict:
+    """Reserves, then waits for a payment; three invalid payloads cancel it (with compensation)."""
+
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("reserve", lambda: self.log.append("reserve"), compensate=self.release),
+            pf.Step("hold", lambda: self.log.append("hold"), compensate=lambda: self.log.append("unhold")),
+            pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=3)),
+            pf.Step("ship", lambda: self.log.append("ship")),
+        )
+
+    def pay(self, amount: Amount) -> int:
+        self.log.append(f"paid {amount.cents}")
+        return amount.cents
+
+    def release(self) -> None:
+        self.log.append("release")
+
+
+def _lenient_pay(amount: Amount) -> int:
+    return amount.cents
+
+
+@dataclass
+class Lenient:
+    """The same without a limit: invalid payloads never cancel it."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("payment", pf.OnEvent("pay", _lenient_pay)))
+
+
+@dataclass
+class Retries:
+    """A payment is asked for twice in a loop; each asking is a new parking with its own count."""
+
+    got: list[int] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.For(
+                "asking",
+                lambda: len(self.got) < 2,
+                pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=2)),
+            )
+        )
+
+    def pay(self, amount: Amount) -> None:
+        self.got.append(amount.cents)
+
+
+WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_calls() -> None:
+    CALLS.clear()
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock()
+
+
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    if request.param == "memory":
+        shared = MemoryStore()
+        return lambda: shared
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "delivery.db")
+    dsn = request.getfixturevalue("postgres_database")
+    return lambda: PostgresStore(dsn, max_size=2)
+
+
+@pytest.fixture
+async def engine(new_store: Callable[[], Store], clock: TestClock) -> AsyncIterator[Engine]:
+    async with Engine(new_store(), workflows=WORKFLOWS, clock=clock) as e:
+        yield e
+
+
+async def _kinds(engine: Engine, id: str) -> list[tuple[str, str]]:
+    return [(h.kind, h.name) for h in await engine.history(id)]
+
+
+# -- the inbox ---------------------------------------------------------------------------------
+
+
+async def test_an_early_event_is_refused_unless_buffered(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    before = await engine.store.get("c")
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("c", "item", {"sku": "pen"})
+    after = await engine.store.get("c")
+    assert after.version == before.version  # nothing saved
+    assert (await engine.get("c")).inbox == []
+    assert CALLS == []
+
+
+async def test_buffered_early_events_wait_in_the_inbox_and_are_delivered_in_order(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Cart(), id="c")
+    for sku in ("pen", "ink", "pad"):
+        assert await engine.send("c", "item", {"sku": sku}, buffer=True) is None
+        clock.advance(1)
+    inst = await engine.get("c")
+    assert [(b.event, b.payload) for b in inst.inbox] == [
+        ("item", {"sku": "pen"}),
+        ("item", {"sku": "ink"}),
+        ("item", {"sku": "pad"}),
+    ]
+    assert [b.at for b in inst.inbox] == [inst.inbox[0].at, inst.inbox[0].at + 1, inst.inbox[0].at + 2]
+    assert CALLS == []
+    assert (await _kinds(engine, "c")).count(("buffered", "item")) == 3
+
+    await engine.send("c", "open")
+    inst = await engine.get("c")
+    assert CALLS == ["open", "item:pen", "item:ink", "item:pad"]
+    assert inst.data.items == ["pen", "ink", "pad"]
+    assert inst.inbox == []
+    assert inst.accepts == ["checkout"]
+
+
+async def test_a_buffered_event_goes_to_the_first_wait_that_takes_it_the_rest_wait_on(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    await engine.send("c", "checkout", buffer=True)
+    await engine.send("c", "open")
+    assert [b.event for b in (await engine.get("c")).inbox] == ["checkout"]
+    for sku in ("a", "b", "c"):
+        await engine.send("c", "item", {"sku": sku})
+    inst = await engine.get("c")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert CALLS == ["open", "item:a", "item:b", "item:c", "checkout"]
+    assert inst.inbox == []
+
+
+async def test_an_event_can_buffer_by_default_and_a_sender_can_still_refuse(engine: Engine) -> None:
+    await engine.start(EagerCart(), id="c")
+    assert await engine.send("c", "item", {"sku": "pen"}) is None  # OnEvent(..., buffer=True)
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("c", "item", {"sku": "ink"}, buffer=False)
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("c", "checkout")  # its own default: off
+    await engine.send("c", "open")
+    assert (await engine.get("c")).data.items == ["pen"]
+
+
+async def test_an_event_the_definition_does_not_have_is_refused_even_with_buffer(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("c", "refund", buffer=True)
+    assert (await engine.get("c")).inbox == []
+
+
+async def test_buffering_for_a_finished_instance_is_refused(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    for cents in (1, 2, 3):
+        await engine.send("t", "pay", cents)
+    with pytest.raises(pf.WorkflowFinishedError):
+        await engine.send("t", "pay", 4, buffer=True)
+
+
+async def test_the_inbox_is_kept_in_the_store_and_a_worker_delivers_it_after_a_timer(
+    new_store: Callable[[], Store], clock: TestClock
+) -> None:
+    async with Engine(new_store(), workflows=WORKFLOWS, clock=clock) as engine:
+        await engine.start(Webhook(), id="w")
+        assert await engine.send("w", "paid", 500) is None  # the webhook came during the cooling off
+    async with Engine(new_store(), workflows=WORKFLOWS, clock=clock) as engine:
+        assert [(b.event, b.payload) for b in (await engine.get("w")).inbox] == [("paid", 500)]
+        clock.advance(3600)
+        assert await engine.work_once() == 1
+        inst = await engine.get("w")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.paid == 500
+    assert CALLS == ["paid:500"]
+
+
+async def test_a_cancelled_instance_drops_its_inbox(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    await engine.send("c", "item", {"sku": "pen"}, buffer=True)
+    inst = await engine.cancel("c", reason="abandoned")
+    assert inst.inbox == []
+
+
+async def test_a_buffered_event_with_an_invalid_payload_is_refused_when_sent(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    with pytest.raises(pf.PayloadError):
+        await engine.send("c", "item", {"sku": 42, "qty": "many"}, buffer=True)
+
+
+# -- idempotent sends --------------------------------------------------------------------------
+
+
+async def test_a_repeat_with_the_same_idempotency_key_returns_the_first_reply_and_runs_nothing(
+    engine: Engine,
+) -> None:
+    await engine.start(Till(), id="t")
+    first = await engine.send("t", "pay", 100, idempotency_key="charge-1")
+    assert first == {"receipt": 1, "cents": 100}
+    version = (await engine.store.get("t")).version
+    for _ in range(3):
+        assert await engine.send("t", "pay", 100, idempotency_key="charge-1") == first
+    assert CALLS == ["pay:100"]
+    assert (await engine.store.get("t")).version == version  # nothing saved either
+    assert (await engine.get("t")).data.paid == 1
+
+
+async def test_different_idempotency_keys_are_delivered_separately(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    replies = [await engine.send("t", "pay", 5, idempotency_key=f"k{n}") for n in range(3)]
+    assert [r["receipt"] for r in replies] == [1, 2, 3]
+    assert CALLS == ["pay:5"] * 3
+    # Once finished, a repeat of any of them still gets its own first reply.
+    assert await engine.send("t", "pay", 5, idempotency_key="k1") == replies[1]
+    with pytest.raises(pf.WorkflowFinishedError):
+        await engine.send("t", "pay", 5, idempotency_key="k3")
+
+
+async def test_an_idempotency_key_belongs_to_one_instance(engine: Engine) -> None:
+    await engine.start(Till(), id="a")
+    await engine.start(Till(), id="b")
+    assert (await engine.send("a", "pay", 1, idempotency_key="same"))["receipt"] == 1
+    assert (await engine.send("b", "pay", 2, idempotency_key="same"))["cents"] == 2
+    assert CALLS == ["pay:1", "pay:2"]
+
+
+async def test_a_send_that_failed_keeps_no_reply_for_its_key(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    with pytest.raises(pf.PayloadError):
+        await engine.send("t", "pay", "not a number", idempotency_key="k")
+    assert await engine.send("t", "pay", 9, idempotency_key="k") == {"receipt": 1, "cents": 9}
+
+
+async def test_idempotency_holds_across_engines_on_one_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    async with Engine(SQLiteStore(path), workflows=WORKFLOWS) as first:
+        await first.start(Till(), id="t")
+        reply = await first.send("t", "pay", 3, idempotency_key="webhook-77")
+    async with Engine(SQLiteStore(path), workflows=WORKFLOWS) as second:
+        assert await second.send("t", "pay", 3, idempotency_key="webhook-77") == reply
+        assert (await second.get("t")).data.paid == 1
+    assert CALLS == ["pay:3"]
+
+
+def test_idempotency_holds_across_processes_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'till.db'}"
+    sys.path.insert(0, str(PROGRAMS))
+    try:
+        import worker_app
+    finally:
+        sys.path.pop(0)
+
+    async def start() -> None:
+        async with Engine(open_store(url), workflows=worker_app.WORKFLOWS) as engine:
+            await engine.start(worker_app.Till(), id="t")
+
+    anyio.run(start)
+    env = {**os.environ, "WORKER_WORKDIR": str(tmp_path)}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(PROGRAMS / "worker_app.py"), "send", url, "t", "order-9"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == ["{'receipt': 1, 'cents': 7}"] * 2
+    assert (tmp_path / "effects").read_text().split() == ["pay:7"]
+
+
+async def test_a_repeated_idempotent_send_that_was_buffered_is_buffered_once(engine: Engine) -> None:
+    await engine.start(Cart(), id="c")
+    await engine.send("c", "item", {"sku": "pen"}, buffer=True, idempotency_key="k")
+    await engine.send("c", "item", {"sku": "pen"}, buffer=True, idempotency_key="k")
+    assert len((await engine.get("c")).inbox) == 1
+
+
+@dataclass
+class SlowTill(Till):
+    """A till whose handler takes a moment (it calls a payment service)."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.For("paying", lambda: self.paid < 3, pf.Wait("till", pf.OnEvent("pay", self.slow_pay)))
+        )
+
+    async def slow_pay(self, cents: int) -> dict[str, int]:
+        await anyio.sleep(0.05)
+        return self.pay(cents)
+
+
+async def test_concurrent_repeats_of_an_idempotent_send_deliver_once_and_get_the_first_reply(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "race.db"
+    async with (
+        Engine(SQLiteStore(path), workflows=[SlowTill]) as a,
+        Engine(SQLiteStore(path), workflows=[SlowTill]) as b,
+    ):
+        await a.start(SlowTill(), id="t")
+        results: dict[str, Any] = {}
+
+        async def send(engine: Engine, name: str) -> None:
+            results[name] = await engine.send("t", "pay", 5, idempotency_key="once")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, a, "a")
+            tg.start_soon(send, b, "b")
+        paid = (await a.get("t")).data.paid
+    assert (paid, results["a"], results["b"]) == (1, {"receipt": 1, "cents": 5}, {"receipt": 1, "cents": 5})
+
+
+# -- invalid payloads --------------------------------------------------------------------------
+
+
+async def test_invalid_payloads_below_the_limit_are_refused_and_the_instance_stays_parked(
+    engine: Engine,
+) -> None:
+    await engine.start(Strict(), id="s")
+    for _n in (1, 2):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", {"cents": "lots"})
+        inst = await engine.get("s")
+        assert inst.status == pf.WorkflowStatus.WAITING
+        assert inst.accepts == ["pay"]
+    assert [k for k in await _kinds(engine, "s") if k[0] == "rejected"] == [("rejected", "pay")] * 2
+    # A good payload still goes through.
+    assert await engine.send("s", "pay", {"cents": 300}) == 300
+    inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.log == ["reserve", "hold", "paid 300", "ship"]
+
+
+async def test_the_nth_invalid_payload_cancels_the_instance_with_compensation(engine: Engine) -> None:
+    await engine.start(Strict(), id="s")
+    for _ in range(2):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", "{not json")
+    with pytest.raises(pf.PayloadError):
+        await engine.send("s", "pay", {"cents": None})
+    inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert "pay" in inst.state.reason and "3 invalid payloads" in inst.state.reason
+    assert inst.data.log == ["reserve", "hold", "unhold", "release"]  # newest first
+    history = [(h.kind, h.name, h.detail) for h in await engine.history("s")]
+    assert [h[2] for h in history if h[0] == "rejected"] == [
+        "invalid payload 1 of 3",
+        "invalid payload 2 of 3",
+        "invalid payload 3 of 3",
+    ]
+    assert [h[1] for h in history if h[0] == "compensated"] == ["hold", "reserve"]
+    assert history[-1][0] == "cancelled"
+    with pytest.raises(pf.WorkflowFinishedError):
+        await engine.send("s", "pay", {"cents": 1})
+
+
+async def test_without_a_limit_invalid_payloads_never_cancel(engine: Engine) -> None:
+    await engine.start(Lenient(), id="l")
+    for _ in range(10):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("l", "pay", {"cents": "x"})
+    inst = await engine.get("l")
+    assert inst.status == pf.WorkflowStatus.WAITING
+    assert await engine.send("l", "pay", {"cents": 1}) == 1
+
+
+async def test_the_count_of_invalid_payloads_is_per_parking(engine: Engine) -> None:
+    await engine.start(Retries(), id="r")
+    with pytest.raises(pf.PayloadError):
+        await engine.send("r", "pay", {})
+    await engine.send("r", "pay", {"cents": 1})  # the loop parks again: a fresh count
+    with pytest.raises(pf.PayloadError):
+        await engine.send("r", "pay", {})
+    assert (await engine.get("r")).status == pf.WorkflowStatus.WAITING
+    with pytest.raises(pf.PayloadError):
+        await engine.send("r", "pay", {})
+    assert (await engine.get("r")).status == pf.WorkflowStatus.CANCELLED
+
+
+def test_max_attempts_must_be_at_least_one() -> None:
+    with pytest.raises(pf.DefinitionError, match="max_attempts"):
+        pf.OnEvent("pay", _lenient_pay, max_attempts=0)
+
+
+async def test_an_unknown_event_is_not_counted_as_an_invalid_payload(engine: Engine) -> None:
+    await engine.start(Strict(), id="s")
+    for _ in range(5):
+        with pytest.raises(pf.CallbackNotFound):
+            await engine.send("s", "refund", {"cents": "x"})
+    assert (await engine.get("s")).status == pf.WorkflowStatus.WAITING
+
+
+async def test_handler_calls_are_counted_once_per_delivery(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    await engine.send("t", "pay", 1)
+    await engine.send("t", "pay", 2)
+    assert Counter(CALLS) == {"pay:1": 1, "pay:2": 1}

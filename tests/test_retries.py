@@ -1,0 +1,503 @@
+"""Retries: ``Step(..., retry=Retry(...))``, the backoff a worker waits for, FAILED, retry by hand.
+
+Time is a ``TestClock``; the stores are real (memory, SQLite on a temporary
+file, PostgreSQL on the throwaway cluster). The step's attempts are counted
+outside the workflow (``TRIES``), as a call to a flaky service would be.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import procflow as pf
+from procflow import Backoff, Retry, TestClock, Timer
+from procflow.engine import Engine
+from procflow.stores import MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+
+pytestmark = pytest.mark.anyio
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+# How often each instance's flaky step was called.
+TRIES: Counter[str] = Counter()
+
+
+class CardDeclined(Exception):
+    """An error no retry will fix."""
+
+
+POLICY = Retry(
+    max_attempts=3, backoff=Backoff(initial=10, multiplier=2, jitter=0), non_retryable=(CardDeclined,)
+)
+
+
+@dataclass
+class Payment:
+    """Reserve, charge (fails its first ``fails`` calls), ship. ``declined``: the card is refused."""
+
+    id: str = ""
+    fails: int = 0
+    declined: bool = False
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("reserve", lambda: self.log.append("reserve"), compensate=self.release),
+            pf.Step("charge", self.charge, retry=POLICY, compensate=self.refund),
+            pf.Step("ship", lambda: self.log.append("ship")),
+        )
+
+    async def charge(self) -> None:
+        TRIES[self.id] += 1
+        await anyio.lowlevel.checkpoint()
+        if self.declined:
+            raise CardDeclined("card declined")
+        if TRIES[self.id] <= self.fails:
+            raise ConnectionError(f"payment service down (call {TRIES[self.id]})")
+        self.log.append("charge")
+
+    def release(self) -> None:
+        self.log.append("release")
+
+    def refund(self) -> None:
+        self.log.append("refund")
+
+
+@dataclass
+class NoPolicy:
+    id: str = ""
+    fails: int = 1
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("call", self.call))
+
+    def call(self) -> None:
+        TRIES[self.id] += 1
+        if TRIES[self.id] <= self.fails:
+            raise ValueError("bad answer")
+
+
+WORKFLOWS = [Payment, NoPolicy]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tries() -> None:
+    TRIES.clear()
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock()
+
+
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    if request.param == "memory":
+        shared = MemoryStore()
+        return lambda: shared
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "retries.db")
+    dsn = request.getfixturevalue("postgres_database")
+    return lambda: PostgresStore(dsn, max_size=2)
+
+
+@pytest.fixture
+async def engine(new_store: Callable[[], Store], clock: TestClock) -> AsyncIterator[Engine]:
+    async with Engine(new_store(), workflows=WORKFLOWS, clock=clock) as e:
+        yield e
+
+
+async def _history(engine: Engine, id: str) -> list[tuple[str, str, str]]:
+    return [(h.kind, h.name, h.detail) for h in await engine.history(id)]
+
+
+# -- the backoff -------------------------------------------------------------------------------
+
+
+async def test_a_failing_step_waits_for_its_backoff_then_the_worker_runs_it_again(
+    engine: Engine, clock: TestClock
+) -> None:
+    inst = await engine.start(Payment(id="p", fails=2), id="p")
+    assert inst.status == pf.WorkflowStatus.RESUMING
+    assert TRIES["p"] == 1
+    assert inst.meta.retry_at == pytest.approx(clock.now() + 10)
+    assert (await engine.store.get("p")).due_at == pytest.approx(clock.now() + 10)
+
+    clock.advance(9.9)
+    assert await engine.work_once() == 0  # not before the backoff ran out
+    await engine.resume("p")  # nor when touched
+    assert TRIES["p"] == 1
+    clock.advance(0.1)
+    assert await engine.work_once() == 1
+    assert TRIES["p"] == 2
+    inst = await engine.get("p")
+    assert inst.status == pf.WorkflowStatus.RESUMING
+    assert inst.meta.retry_at == pytest.approx(clock.now() + 20)  # 10 * 2
+
+    clock.advance(19.9)
+    assert await engine.work_once() == 0
+    clock.advance(0.1)
+    assert await engine.work_once() == 1
+    inst = await engine.get("p")
+    assert TRIES["p"] == 3
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.log == ["reserve", "charge", "ship"]
+    assert inst.meta.attempts == {} and inst.meta.retry_at is None
+
+    history = await _history(engine, "p")
+    retries = [h for h in history if h[0] == "retry"]
+    assert retries == [
+        ("retry", "charge", "attempt 1 failed: payment service down (call 1)"),
+        ("retry", "charge", "attempt 2 failed: payment service down (call 2)"),
+    ]
+    assert [h[0] for h in history if h[1] == "charge"] == [
+        "step_failed",
+        "retry",
+        "step_failed",
+        "retry",
+        "step",
+    ]
+
+
+async def test_attempts_and_the_backoff_survive_a_restart(tmp_path: Path, clock: TestClock) -> None:
+    path = tmp_path / "restart.db"
+    async with Engine(SQLiteStore(path), workflows=WORKFLOWS, clock=clock) as engine:
+        await engine.start(Payment(id="p", fails=5), id="p")
+    async with Engine(SQLiteStore(path), workflows=WORKFLOWS, clock=clock) as engine:
+        clock.advance(9)
+        assert await engine.work_once() == 0
+        clock.advance(1)
+        assert await engine.work_once() == 1
+    async with Engine(SQLiteStore(path), workflows=WORKFLOWS, clock=clock) as engine:
+        clock.advance(20)
+        assert await engine.work_once() == 1
+        inst = await engine.get("p")
+    assert TRIES["p"] == 3
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None and inst.failure.attempts == 3
+
+
+# -- running out of attempts -------------------------------------------------------------------
+
+
+async def test_when_attempts_run_out_the_instance_fails_saying_which_step_and_why(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=10), id="p")
+    clock.advance(10)
+    await engine.work_once()
+    clock.advance(20)
+    await engine.work_once()
+    inst = await engine.get("p")
+    assert TRIES["p"] == 3
+    assert inst.status == pf.WorkflowStatus.FAILED
+    failure = inst.failure
+    assert failure is not None
+    assert failure.step == "charge"
+    assert failure.thread == pf.MAIN_THREAD
+    assert failure.attempts == 3
+    assert failure.error == "ConnectionError: payment service down (call 3)"
+    assert failure.at == pytest.approx(clock.now())
+    assert inst.data.log == ["reserve"]
+    assert ("failed", "charge", "after 3 attempt(s): payment service down (call 3)") in await _history(
+        engine, "p"
+    )
+    # The store knows it failed: it is listed as FAILED and due for nothing.
+    record = await engine.store.get("p")
+    assert record.status == "FAILED" and record.due_at is None
+    assert [s.id async for s in engine.list(status="FAILED")] == ["p"]
+
+
+async def test_a_failed_instance_is_left_alone_by_workers_and_resume(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=10), id="p")
+    for _ in range(2):
+        clock.advance(100)
+        await engine.work_once()
+    assert TRIES["p"] == 3
+    clock.advance(365 * 86400)
+    assert await engine.work_once() == 0
+    inst = await engine.resume("p")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert TRIES["p"] == 3
+
+
+async def test_a_non_retryable_error_fails_the_instance_at_once(engine: Engine, clock: TestClock) -> None:
+    inst = await engine.start(Payment(id="p", declined=True), id="p")
+    assert TRIES["p"] == 1
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None
+    assert (inst.failure.attempts, inst.failure.error) == (1, "CardDeclined: card declined")
+    clock.advance(3600)
+    assert await engine.work_once() == 0
+    assert TRIES["p"] == 1
+
+
+async def test_a_step_without_a_retry_policy_fails_the_instance_on_its_first_error(engine: Engine) -> None:
+    inst = await engine.start(NoPolicy(id="n"), id="n")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None
+    assert (inst.failure.step, inst.failure.attempts) == ("call", 1)
+    assert inst.failure.error == "ValueError: bad answer"
+
+
+# -- retry by hand, cancel with compensation ---------------------------------------------------
+
+
+async def test_retry_by_hand_runs_the_failed_step_again_now(engine: Engine, clock: TestClock) -> None:
+    await engine.start(Payment(id="p", fails=3), id="p")
+    for _ in range(2):
+        clock.advance(100)
+        await engine.work_once()
+    assert (await engine.get("p")).status == pf.WorkflowStatus.FAILED
+    inst = await engine.retry("p")  # the 4th call succeeds
+    assert TRIES["p"] == 4
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.failure is None
+    assert inst.data.log == ["reserve", "charge", "ship"]
+    assert ("retried", "charge", "by hand") in await _history(engine, "p")
+    stored = await engine.get("p")
+    assert stored.status == pf.WorkflowStatus.FINISHED and stored.failure is None
+
+
+async def test_a_retry_by_hand_that_fails_again_starts_the_policy_over(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=4), id="p")
+    for _ in range(2):
+        clock.advance(100)
+        await engine.work_once()
+    inst = await engine.retry("p")  # the 4th call fails: attempt 1 of a new round
+    assert TRIES["p"] == 4
+    assert inst.status == pf.WorkflowStatus.RESUMING
+    assert inst.meta.attempts == {"charge": 1}
+    assert inst.meta.retry_at == pytest.approx(clock.now() + 10)
+    clock.advance(10)
+    assert await engine.work_once() == 1
+    assert (await engine.get("p")).status == pf.WorkflowStatus.FINISHED
+
+
+async def test_retry_of_an_instance_that_has_not_failed_is_refused(engine: Engine) -> None:
+    await engine.start(Payment(id="p"), id="p")
+    with pytest.raises(pf.ProcflowError, match="has not failed"):
+        await engine.retry("p")
+    with pytest.raises(pf.InstanceNotFound):
+        await engine.retry("nobody")
+
+
+async def test_a_failed_instance_can_be_cancelled_with_compensation(engine: Engine, clock: TestClock) -> None:
+    await engine.start(Payment(id="p", declined=True), id="p")
+    inst = await engine.cancel("p", reason="card declined, order dropped", compensate=True)
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.failure is None
+    assert inst.state.reason == "card declined, order dropped"
+    assert inst.data.log == ["reserve", "release"]  # charge never completed: nothing to refund
+    stored = await engine.get("p")
+    assert stored.status == pf.WorkflowStatus.CANCELLED
+    assert (await engine.store.get("p")).status == "CANCELLED"
+    kinds = [h[0] for h in await _history(engine, "p")]
+    assert kinds[-2:] == ["compensated", "cancelled"]
+
+
+async def test_an_instance_waiting_for_its_backoff_can_be_cancelled(engine: Engine, clock: TestClock) -> None:
+    await engine.start(Payment(id="p", fails=5), id="p")
+    inst = await engine.cancel("p", reason="stop", compensate=True)
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert (await engine.store.get("p")).due_at is None
+    clock.advance(3600)
+    assert await engine.work_once() == 0
+    assert TRIES["p"] == 1
+
+
+def test_procflow_retry_runs_the_failed_step_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fragile.db'}"
+    env = {**os.environ, "WORKER_WORKDIR": str(tmp_path), "PYTHONPATH": str(PROGRAMS), "NO_COLOR": "1"}
+    sys.path.insert(0, str(PROGRAMS))
+    try:
+        import worker_app
+    finally:
+        sys.path.pop(0)
+    os.environ["WORKER_WORKDIR"] = str(tmp_path)
+    try:
+        (tmp_path / "broken").touch()
+
+        async def start() -> pf.Instance[Any]:
+            async with Engine(open_store(url), workflows=worker_app.WORKFLOWS) as engine:
+                return await engine.start(worker_app.Fragile(), id="f")
+
+        assert anyio.run(start).status == pf.WorkflowStatus.FAILED
+        (tmp_path / "broken").unlink()
+        done = subprocess.run(
+            [sys.executable, "-m", "procflow", "--db", url, "--app", "worker_app:make_engine", "retry", "f"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "f: FINISHED"
+
+        async def final() -> pf.Instance[Any]:
+            async with Engine(open_store(url), workflows=worker_app.WORKFLOWS) as engine:
+                return await engine.get("f")
+
+        inst = anyio.run(final)
+        assert inst.status == pf.WorkflowStatus.FINISHED
+        assert inst.data.calls == 1
+        assert (tmp_path / "effects").read_text().split() == ["fragile:call", "fragile:call"]
+    finally:
+        del os.environ["WORKER_WORKDIR"]
+
+
+# -- what the policy says ----------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_up_to_its_cap() -> None:
+    backoff = Backoff(initial=10, multiplier=3, cap=100, jitter=0)
+    assert [backoff.delay(n) for n in range(1, 6)] == [10, 30, 90, 100, 100]
+
+
+def test_backoff_jitter_spreads_the_delay_either_way_by_at_most_its_fraction() -> None:
+    backoff = Backoff(initial=100, multiplier=2, jitter=0.2)
+    rng = random.Random(7)
+    delays = [backoff.delay(1, rng) for _ in range(500)]
+    assert all(80 <= d <= 120 for d in delays)
+    assert min(delays) < 85 and max(delays) > 115  # it does spread
+    assert len(set(delays)) > 400
+
+
+async def test_instances_failing_together_retry_at_spread_times(clock: TestClock) -> None:
+    @dataclass
+    class Herd:
+        id: str = ""
+
+        def definition(self) -> pf.Section:
+            return pf.S(
+                pf.Step(
+                    "call", self.call, retry=Retry(max_attempts=2, backoff=Backoff(initial=60, jitter=0.5))
+                )
+            )
+
+        def call(self) -> None:
+            raise ConnectionError("down")
+
+    async with Engine(MemoryStore(), workflows=[Herd], clock=clock) as engine:
+        due = [(await engine.start(Herd(id=str(n)), id=str(n))).meta.retry_at for n in range(20)]
+    offsets = [d - clock.now() for d in due if d is not None]
+    assert len(offsets) == 20
+    assert all(30 <= o <= 90 for o in offsets)
+    assert len(set(offsets)) > 15
+
+
+def test_backoff_takes_timedeltas() -> None:
+    from datetime import timedelta
+
+    backoff = Backoff(initial=timedelta(seconds=2), cap=timedelta(minutes=1), jitter=0)
+    assert backoff.delay(1) == 2 and backoff.delay(10) == 60
+
+
+def test_retry_needs_at_least_one_attempt_and_counts_the_first_try() -> None:
+    with pytest.raises(ValueError):
+        Retry(max_attempts=0)
+    policy = Retry(max_attempts=3, non_retryable=(KeyError,))
+    assert policy.retries(1, ConnectionError()) and policy.retries(2, ConnectionError())
+    assert not policy.retries(3, ConnectionError())
+    assert not policy.retries(1, KeyError("x"))
+
+
+# -- bugs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TwoThreads:
+    """A side thread charges (retried, 100 s backoff); the main thread waits for "ping" or a 10 s tick."""
+
+    id: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go(
+                "side",
+                pf.S(
+                    pf.Wait("kicking", pf.OnEvent("kick", lambda: None)),
+                    pf.Step(
+                        "charge",
+                        self.charge,
+                        retry=Retry(max_attempts=5, backoff=Backoff(initial=100, jitter=0)),
+                    ),
+                ),
+            ),
+            pf.Wait("pinging", pf.OnEvent("ping", lambda: "pong"), pf.On("tick", Timer(after=10))),
+            pf.Step("after ping", lambda: self.log.append("after ping")),
+            pf.Wait("ending", pf.OnEvent("end", lambda: None)),
+        )
+
+    def charge(self) -> None:
+        TRIES[self.id] += 1
+        raise ConnectionError("down")
+
+
+@pytest.mark.parametrize("trigger", ["send", "timer"])
+async def test_a_step_waiting_for_its_backoff_does_not_run_early_when_another_thread_moves(
+    tmp_path: Path, clock: TestClock, trigger: str
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "two.db"), workflows=[TwoThreads], clock=clock) as engine:
+        await engine.start(TwoThreads(id="t"), id="t")
+        await engine.send("t", "kick")
+        assert TRIES["t"] == 1  # retry due in 100 s
+        if trigger == "send":
+            clock.advance(5)  # before the 10 s tick, which a send would deliver first
+            await engine.send("t", "ping")
+        else:
+            clock.advance(11)
+            await engine.work_once()  # the tick is due
+        assert TRIES["t"] == 1  # seconds into a 100 s backoff
+
+
+@dataclass
+class FailedSide:
+    """A side thread's step fails (no policy: the instance fails); the main thread waits for "ping"."""
+
+    id: str = ""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go(
+                "side", pf.S(pf.Wait("kicking", pf.OnEvent("kick", lambda: None)), pf.Step("call", self.call))
+            ),
+            pf.Wait("pinging", pf.OnEvent("ping", lambda: "pong")),
+            pf.Wait("ending", pf.OnEvent("end", lambda: None)),
+        )
+
+    def call(self) -> None:
+        TRIES[self.id] += 1
+        if TRIES[self.id] == 1:
+            raise ConnectionError("down")
+
+
+async def test_a_send_to_a_failed_instance_does_not_run_the_failed_step(tmp_path: Path) -> None:
+    async with Engine(SQLiteStore(tmp_path / "failed.db"), workflows=[FailedSide]) as engine:
+        await engine.start(FailedSide(id="f"), id="f")
+        await engine.send("f", "kick")
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FAILED
+        await engine.send("f", "ping")  # an event for the main thread, still parked
+        inst = await engine.get("f")
+        assert TRIES["f"] == 1  # only engine.retry runs the failed step again
+        assert inst.status == pf.WorkflowStatus.FAILED

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._calling import call
 from .errors import DefinitionError, PayloadError
 from .state import CallbackRequest
 
@@ -205,9 +204,11 @@ class FunctionHandler(Handler):
 
     async def handle(self, req: CallbackRequest, payload: Any) -> Any:
         value = self.validate(payload)
-        if _signature_of(self.fn).takes_payload:
-            return await call(self.fn, value)
-        return await call(self.fn)
+        fn = self.fn
+        result = fn(value) if _signature_of(fn).takes_payload else fn()
+        if result is not None and inspect.isawaitable(result):
+            return await result
+        return result
 
 
 def _jsonable(error: ValidationError) -> list[dict[str, Any]]:

@@ -115,7 +115,13 @@ _RUNNABLE = (ThreadStatus.RESUMING, ThreadStatus.EXECUTING)
 _PARKED_EVENT = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP, WaitEventStatus.SETUP_ERROR)
 _LEFT_EVENT = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 _DONE = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+_NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
+# Looking a member up on its enum class costs more than a global.
+_AFTER_STEP = CheckpointType.AFTER_STEP
 
+
+# The tree of a _Run until definition() is called.
+_EMPTY = Section()
 
 # Returned by run_other when the thread parked.
 _PARKED = Stmt()
@@ -190,48 +196,6 @@ def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
 
 _restore_fields = dict.update
 
-_new_object = object.__new__
-_set_slot = object.__setattr__
-
-
-def _new_wait_event(type_: str, workflow_id: str, thread_id: str, name: str, pc: int) -> WaitEvent:
-    """``WaitEvent(type=type_, req=CallbackRequest(workflow_id=..., thread_id=..., name=..., pc=...))``.
-
-    Validation makes up most of parking on a Wait; it is skipped when every
-    value already has its field's exact type, and the models are filled in as
-    pydantic's own validation would fill them (values, set fields, no extras).
-    """
-    if not (
-        type(type_) is str
-        and type(workflow_id) is str
-        and type(thread_id) is str
-        and type(name) is str
-        and type(pc) is int
-    ):
-        return WaitEvent(
-            type=type_, req=CallbackRequest(workflow_id=workflow_id, thread_id=thread_id, name=name, pc=pc)
-        )
-    req = _new_object(CallbackRequest)
-    _set_slot(
-        req,
-        "__dict__",
-        {"workflow_id": workflow_id, "thread_id": thread_id, "name": name, "pc": pc, "setup_data": ""},
-    )
-    _set_slot(req, "__pydantic_fields_set__", {"workflow_id", "thread_id", "name", "pc"})
-    _set_slot(req, "__pydantic_extra__", None)
-    _set_slot(req, "__pydantic_private__", None)
-    event = _new_object(WaitEvent)
-    _set_slot(
-        event,
-        "__dict__",
-        {"type": type_, "req": req, "status": WaitEventStatus.PENDING_SETUP, "handled": False, "error": ""},
-    )
-    _set_slot(event, "__pydantic_fields_set__", {"type", "req"})
-    _set_slot(event, "__pydantic_extra__", None)
-    _set_slot(event, "__pydantic_private__", None)
-    return event
-
-
 def _truncate(lst: list[Any], length: int) -> None:
     del lst[length:]
 
@@ -263,20 +227,19 @@ class _Run:
         # entry per change since, undone newest first by undo(target, saved).
         # Only the State is rolled back; a _Run is not used again after an error.
         self.undo: list[tuple[Callable[[Any, Any], object], Any, Any]] = []
-        self.root: Stmt = Section()
+        self.root: Stmt = _EMPTY
         self.paths: dict[str, Path] = {}
         self.loops_entered: set[int] = set()
         # Runnable threads, by their position in state.threads (a heap of
         # (position, thread)); the thread that was running at the last
         # checkpoint goes first, so a run continued from a stored state
-        # schedules exactly as the uninterrupted run did.
+        # schedules exactly as the uninterrupted run did. Filled in by resume.
         self.queue: list[tuple[int, Thread]] = []
-        self.position = {id(t): i for i, t in enumerate(state.threads)}
-        self.next_position = len(state.threads)
+        self.position: dict[int, int] = {}
+        self.next_position = 0
         self.cond_waiters: list[Thread] = []
-        self.thread_ids = {t.id for t in state.threads}
+        self.thread_ids: set[str] = set()
         self.finished = False
-        self.frames: Frames = []
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -448,6 +411,10 @@ class _Run:
             )
         try:
             self.build()
+            threads = state.threads
+            self.position = {id(t): i for i, t in enumerate(threads)}
+            self.next_position = len(threads)
+            self.thread_ids = {t.id for t in threads}
             await self.teardown_left_events()
             for t in state.threads:
                 if t.status in _RUNNABLE:
@@ -459,14 +426,21 @@ class _Run:
                     self.check_parked(t)
             if self.queue and state.status != WorkflowStatus.RESUMING:
                 self.set(state, "status", WorkflowStatus.RESUMING)
-            await self.check_conditions()
+            if self.cond_waiters:
+                await self.check_conditions()
+            held = False
             while self.queue and not self.finished:
-                await self.run_thread(heapq.heappop(self.queue)[1])
+                t = heapq.heappop(self.queue)[1]
+                if self.hooks is not None and not self.hooks.may_run(t.id):
+                    held = True
+                    continue
+                await self.run_thread(t)
             if self.finished:
                 await self.finish()
                 return
-            if state.status != WorkflowStatus.WAITING:
-                self.set(state, "status", WorkflowStatus.WAITING)
+            done = WorkflowStatus.RESUMING if held else WorkflowStatus.WAITING
+            if state.status != done:
+                self.set(state, "status", done)
             failures = await self.setup_parked_events()
             if self.dirty:
                 await self.checkpoint(CheckpointType.AFTER_RESUME)
@@ -608,7 +582,7 @@ class _Run:
         self.build()
         checkpoint = self._checkpoint
         if checkpoint is not None:
-            result = checkpoint(CheckpointType.AFTER_STEP)
+            result = checkpoint(_AFTER_STEP)
             if result is not None and inspect.isawaitable(result):
                 await result
         self.undo.clear()
@@ -672,8 +646,12 @@ class _Run:
     def park_on_wait(self, t: Thread, wait: Wait) -> None:
         events = [e for e in t.wait_events if e.status in _LEFT_EVENT] if t.wait_events else []
         state_id = self.state.id
+        # WaitEvent.model_validate() without its Python wrapper, which costs a
+        # third of the call; pydantic-core builds the nested CallbackRequest.
+        validate = WaitEvent.__pydantic_validator__.validate_python
         for on in wait.events:
-            events.append(_new_wait_event(on.handler.type, state_id, t.id, on.name, t.pc))
+            req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc}
+            events.append(validate({"type": on.handler.type, "req": req}))
         values = self.touch(t)
         values["wait_events"] = events
         values["status"] = ThreadStatus.WAITING_EVENT
@@ -808,7 +786,7 @@ class _Run:
             if t.status != ThreadStatus.WAITING_EVENT:
                 continue
             for e in t.wait_events:
-                if e.status not in (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR):
+                if e.status not in _NEEDS_SETUP:
                     continue
                 handler = self.event_of(t, e).handler
                 if self.hooks is not None and handler.side_effects:

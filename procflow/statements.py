@@ -335,8 +335,15 @@ class OnEvent(On):
             raise DefinitionError(f"OnEvent {name!r}: fn must be callable, got {fn!r}")
         if max_attempts is not None and max_attempts < 1:
             raise DefinitionError(f"OnEvent {name!r}: max_attempts must be at least 1, got {max_attempts}")
-        super().__init__(name, FunctionHandler(fn), *stmts, buffer=buffer)
+        # On.__init__'s work, without its handler check: calling it through
+        # super() with *stmts and a keyword costs as much as the rest of this.
+        if type(name) is not str or not name:
+            raise _bad_name(type(self).__name__, name)
+        self.name = name
+        self.buffer = buffer
         self.max_attempts = max_attempts
+        self.handler = FunctionHandler(fn)
+        self.stmts = self._kids = stmts
 
     @property
     def fn(self) -> Callable[..., Any]:
@@ -431,44 +438,50 @@ def index(definition: Stmt) -> dict[str, Path]:
     if definition._positional:
         paths[definition.name] = ()
     if definition._kids:
-        _index_children(definition, [], False, paths, "the root")
+        _index_children(definition, (), False, paths, None)
     elif isinstance(definition, _Jump):
         raise DefinitionError(f"invalid definition: {type(definition).__name__}() outside a For loop")
     return paths
 
 
-def _index_children(stmt: Stmt, path: list[int], in_loop: bool, paths: dict[str, Path], where: str) -> None:
+def _index_children(
+    stmt: Stmt, path: Path, in_loop: bool, paths: dict[str, Path], holder: Stmt | None
+) -> None:
     # Runs once per resume/handle_callback call over the whole tree: kept lean.
-    # ``where`` names the nearest named statement around ``stmt``, for messages.
+    # ``holder`` is the nearest named statement around ``stmt``'s children; it
+    # names the place in messages, which are built only on failure.
     if stmt.name:
-        where = f"{type(stmt).__name__} {stmt.name!r}"
+        holder = stmt
     kind = stmt._kind
     if kind == LOOP:
         in_loop = True
     elif kind == THREAD:
         in_loop = False
-    path.append(0)
-    for i, kid in enumerate(stmt._kids):
+    i = 0  # counted by hand: enumerate() costs a tenth of this walk
+    for kid in stmt._kids:
         if not isinstance(kid, Stmt):
             raise _bad_child(stmt, kid)
-        path[-1] = i
         if kid._belongs_in is not None and not isinstance(stmt, kid._belongs_in):
             _check_placement(stmt, kid)
         if kid._positional:
-            if kid.name in paths:
+            name = kid.name
+            if name in paths:
                 raise DefinitionError(
-                    f"invalid definition: duplicate name {kid.name!r}; every Step, Wait, "
+                    f"invalid definition: duplicate name {name!r}; every Step, Wait, "
                     "event, WaitFor and Go name must be unique within the whole definition"
                 )
-            paths[kid.name] = tuple(path)
-        if kid._kids:
-            _index_children(kid, path, in_loop, paths, where)
+            paths[name] = kid_path = (*path, i)
+            if kid._kids:
+                _index_children(kid, kid_path, in_loop, paths, holder)
+        elif kid._kids:
+            _index_children(kid, (*path, i), in_loop, paths, holder)
         elif not in_loop and isinstance(kid, _Jump):
+            where = "the root" if holder is None else f"{type(holder).__name__} {holder.name!r}"
             raise DefinitionError(
                 f"invalid definition: {type(kid).__name__}() in {where} is outside a For loop"
                 + (" of its own thread" if kind == THREAD or "Go " in where else "")
             )
-    path.pop()
+        i += 1  # noqa: SIM113
 
 
 def _check_placement(parent: Stmt | None, stmt: Stmt) -> None:

@@ -29,6 +29,9 @@ T = TypeVar("T")
 _MAX_BATCH = 64
 """At most this many queued jobs are taken at once, bounding each caller's wait."""
 
+_BUSY_CHECKPOINT = 500
+"""Commits after which the WAL is checkpointed even if the queue never empties."""
+
 
 class _Job(Generic[T]):
     __slots__ = ("done", "error", "fn", "result", "token", "write")
@@ -57,6 +60,7 @@ class SQLiteWorker:
     def __init__(self, connect: Callable[[], sqlite3.Connection], *, name: str) -> None:
         self._connect = connect
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        self._writes_since_checkpoint = 0
         self._lock = threading.Lock()
         self._closing = False
         self._closed_message = f"the store {name} is closed"
@@ -105,7 +109,7 @@ class SQLiteWorker:
             broken = exc
         stopped = False
         while not stopped:
-            batch = self._next_batch()
+            batch = self._next_batch(connection)
             try:
                 if connection is None:
                     stopped = self._refuse(batch, broken)
@@ -150,14 +154,31 @@ class SQLiteWorker:
             except queue.Empty:
                 return jobs
 
-    def _next_batch(self) -> list[_Job[Any]]:
-        batch = [self._queue.get()]
+    def _next_batch(self, connection: sqlite3.Connection | None) -> list[_Job[Any]]:
+        try:
+            first = self._queue.get_nowait()
+        except queue.Empty:
+            if connection is not None and self._writes_since_checkpoint:
+                self._checkpoint(connection)  # idle: nobody waits behind it
+            first = self._queue.get()
+        else:
+            if connection is not None and self._writes_since_checkpoint >= _BUSY_CHECKPOINT:
+                self._checkpoint(connection)  # never idle: keep the WAL bounded anyway
+        batch = [first]
         while len(batch) < _MAX_BATCH:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        # SQLite's automatic checkpoint would run inside a commit and make that
+        # caller wait for it; the store turns it off and checkpoints here.
+        # If another process holds the database, the next idle moment tries again.
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._writes_since_checkpoint = 0
 
     def _process(self, connection: sqlite3.Connection, batch: list[_Job[Any]]) -> bool:
         """Run a batch in order; True once the stop job was reached."""
@@ -174,6 +195,7 @@ class SQLiteWorker:
             while end < len(batch) and batch[end].write:
                 end += 1
             _run_writes(connection, batch[index:end])
+            self._writes_since_checkpoint += 1
             index = end
         return False
 

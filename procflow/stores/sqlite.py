@@ -351,6 +351,8 @@ class SQLiteStore:
             connection.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # Checkpoints run on the store's thread when it is idle (see _worker).
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             connection.close()
             raise

@@ -39,7 +39,7 @@ class RunHooks:
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         """Called after something happened.
 
-        ``kind`` is one of ``step``, ``step_failed``, ``event``, ``setup``,
+        ``kind`` is one of ``step_started``, ``step``, ``step_failed``, ``event``, ``setup``,
         ``setup_error``, ``teardown``, ``teardown_error``, ``condition``,
         ``compensated``, ``finished`` and ``cancelled``; ``name`` is the
         statement or event, ``thread`` the thread id, ``detail`` an error

@@ -563,6 +563,7 @@ class _Run:
         hooks = self.hooks
         if hooks is not None:
             await hooks.before_effect()
+            hooks.transition("step_started", step.name, t.id)
         try:
             result = step.action()
             if result is not None and inspect.isawaitable(result):

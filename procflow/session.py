@@ -95,8 +95,10 @@ class Session(RunHooks):
 
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         at = self.engine.clock.now()
-        self.history.append(HistoryEntry(at, kind, name, thread, detail))
         self.engine.observe(Observed(kind, self.state.id, self.wtype.name, name, thread, detail, at))
+        if kind == "step_started":
+            return  # for observers only: the history keeps what happened, not what began
+        self.history.append(HistoryEntry(at, kind, name, thread, detail))
         if kind == "step" and name in self.meta.attempts:
             # The step went through: its earlier failures no longer count.
             del self.meta.attempts[name]

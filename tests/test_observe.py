@@ -48,6 +48,15 @@ async def test_observers_see_start_steps_events_and_the_end_in_order() -> None:
     assert {(o.instance, o.workflow) for o in seen} == {("o-1", "Order")}
 
 
+async def test_observers_are_told_when_a_step_starts_but_the_history_does_not_keep_it() -> None:
+    seen: list[Observed] = []
+    async with pf.Engine(pf.MemoryStore(), workflows=[Order], observers=[seen.append]) as engine:
+        await engine.start(Order(), id="o-1")
+        kinds = [(o.kind, o.name) for o in seen]
+        assert kinds.index(("step_started", "reserve")) < kinds.index(("step", "reserve"))
+        assert "step_started" not in [h.kind for h in await engine.history("o-1")]
+
+
 async def test_an_observer_that_raises_does_not_change_what_the_workflow_does() -> None:
     def broken(event: Observed) -> None:
         raise ValueError("observer bug")

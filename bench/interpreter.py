@@ -316,9 +316,6 @@ def timed_subclass(cls: type[Any]) -> tuple[type[Any], Accumulator]:
     interpreter's last reference would free it, on the interpreter's time. So
     the wrapper keeps the last two trees (the interpreter holds only the newest
     by then) and drops the older one inside its measured span.
-
-    A new class per call also gives each measured configuration its own entry
-    in the interpreter's per-class cache of tree positions.
     """
     acc = Accumulator()
     inner = cls.definition

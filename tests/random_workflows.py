@@ -328,11 +328,8 @@ class RandomWorkflow(BaseModel):
 
 
 def workflow_class() -> type[RandomWorkflow]:
-    """A class of its own for one example.
-
-    The interpreter caches the position index of a definition per workflow
-    class; a class per example keeps every example independent of the ones
-    before it (``shifting`` programs change shape within one example).
+    """A class of its own for one example, so that nothing kept per class
+    (by pydantic, or by procflow in a later version) links one example to the next.
     """
     return type("RandomWorkflow", (RandomWorkflow,), {"__module__": __name__})
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 import procflow as pf
 from procflow import Sleep, TestClock
 from procflow.engine import Engine
-from procflow.stores import MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+from procflow.stores import SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -173,25 +173,6 @@ WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries]
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     CALLS.clear()
-
-
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock()
-
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    if request.param == "memory":
-        shared = MemoryStore()
-        return lambda: shared
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "delivery.db")
-    dsn = request.getfixturevalue("postgres_database")
-    return lambda: PostgresStore(dsn, max_size=2)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 import procflow as pf
 from procflow import Backoff, Retry, TestClock, Timer
 from procflow.engine import Engine
-from procflow.stores import MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+from procflow.stores import MemoryStore, SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -94,25 +94,6 @@ WORKFLOWS = [Payment, NoPolicy]
 @pytest.fixture(autouse=True)
 def _fresh_tries() -> None:
     TRIES.clear()
-
-
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock()
-
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    if request.param == "memory":
-        shared = MemoryStore()
-        return lambda: shared
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "retries.db")
-    dsn = request.getfixturevalue("postgres_database")
-    return lambda: PostgresStore(dsn, max_size=2)
 
 
 @pytest.fixture

@@ -117,11 +117,6 @@ class Reminders:
 WORKFLOWS = [Reservation, Nap, Deadline, Reminders]
 
 
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock()
-
-
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 
 

@@ -114,11 +114,6 @@ def _fresh_globals() -> None:
     LOG.clear()
 
 
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock()
-
-
 def _make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], Store]:
     """A factory of stores sharing one database (one MemoryStore object for memory)."""
     if kind == "memory":

@@ -645,7 +645,7 @@ class Engine:
                 due_now = abandoned or stale
             if due_now:
                 session = await self._run(session)
-        elif session._setups_pending():
+        elif session.setups_pending():
             session = await self._run(session)
         return session
 

@@ -129,11 +129,12 @@ class Session(RunHooks):
         elif self.state.status == WorkflowStatus.RESUMING:
             # A run in progress: if its process dies, a worker picks it up then.
             due.append(now + self.engine.stale_after)
-        elif self.state.status == WorkflowStatus.WAITING and self._setups_pending():
+        elif self.state.status == WorkflowStatus.WAITING and self.setups_pending():
             due.append(now + self.engine.setup_retry_delay)
         return min(due) if due else None
 
-    def _setups_pending(self) -> bool:
+    def setups_pending(self) -> bool:
+        """Whether a setup or teardown failed (or never ran) and waits for the next resume."""
         return any(e.status in _RETRIED for t in self.state.threads for e in t.wait_events)
 
     async def commit(self) -> None:

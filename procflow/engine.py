@@ -33,7 +33,6 @@ import builtins
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -47,7 +46,6 @@ from .errors import (
     ConflictError,
     CorruptInstanceError,
     DefinitionError,
-    InstanceNotFound,
     PayloadError,
     ProcflowError,
     SetupError,
@@ -57,6 +55,7 @@ from .errors import (
     WorkflowFinishedError,
 )
 from .handlers import FunctionHandler
+from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
@@ -174,7 +173,8 @@ class Engine:
     ) -> Instance[Any]:
         """Start a new instance of ``workflow`` and run it until every thread is parked.
 
-        ``id`` defaults to a random UUID; ``correlation_id`` is an optional
+        ``id`` defaults to a new 20-character id that sorts by creation time
+        (see ``procflow.ids``); ``correlation_id`` is an optional
         second, unique key (an order number, a payment id) for ``send``. The
         instance exists once its first commit is done; if the process dies
         before, nothing is stored and ``start`` can be called again. A step
@@ -191,7 +191,7 @@ class Engine:
             raise UnknownWorkflowError(
                 f"{type(workflow).__qualname__} is not registered; pass it in Engine(workflows=[...])"
             )
-        state = State.new(id or str(uuid.uuid4()), wtype.name)
+        state = State.new(id or new_id(), wtype.name)
         wtype.attach(workflow, state)
         session = Session(self, wtype, workflow, state, correlation_id=correlation_id)
         session.transition("started")
@@ -561,13 +561,7 @@ class Engine:
     # -- loading -------------------------------------------------------------
 
     async def _record(self, key: str) -> InstanceRecord:
-        try:
-            return await self.store.get(key)
-        except InstanceNotFound:
-            try:
-                return await self.store.find(key)
-            except InstanceNotFound:
-                raise InstanceNotFound(f"no instance has id or correlation id {key!r}") from None
+        return await self.store.lookup(key)
 
     async def _load(self, key: str) -> Session:
         return self._decode(await self._record(key))

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from ..errors import ConflictError, DuplicateInstanceError, InstanceNotFound
 
-__all__ = ["conflict", "correlation_not_found", "duplicate_correlation", "duplicate_id", "not_found"]
+__all__ = [
+    "conflict",
+    "correlation_not_found",
+    "duplicate_correlation",
+    "duplicate_id",
+    "key_not_found",
+    "not_found",
+]
 
 
 def not_found(id: str) -> InstanceNotFound:
     """No instance has this id."""
     return InstanceNotFound(f"no instance has id {id!r}: check the id, or look it up by correlation id")
+
+
+def key_not_found(key: str) -> InstanceNotFound:
+    """No instance has this id, nor this correlation id."""
+    return InstanceNotFound(f"no instance has id or correlation id {key!r}")
 
 
 def correlation_not_found(correlation_id: str) -> InstanceNotFound:

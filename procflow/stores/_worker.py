@@ -9,6 +9,7 @@ learns its outcome only after the shared commit is durable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import sqlite3
@@ -17,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 
 from ..errors import StoreError
@@ -249,9 +249,23 @@ def _notify(jobs: list[_Job[Any]]) -> None:
         key = id(job.token.native_token)
         by_loop.setdefault(key, (job.token, []))[1].append(job.done)
     for token, events in by_loop.values():
-        # An event loop that has ended has nobody waiting on it any more.
-        with contextlib.suppress(Exception):
-            anyio.from_thread.run_sync(_set_all, events, token=token)
+        # An event loop that has ended (RuntimeError on asyncio and trio alike)
+        # has nobody waiting on it any more.
+        with contextlib.suppress(RuntimeError):
+            _call_soon(token, _set_all, events)
+
+
+def _call_soon(token: anyio.lowlevel.EventLoopToken, fn: Callable[..., object], *args: Any) -> None:
+    """Schedule ``fn(*args)`` on the event loop of ``token`` without waiting for it to run.
+
+    ``anyio.from_thread.run_sync`` would hold this thread until the loop got
+    round to the call, and every job queued behind would wait with it.
+    """
+    native: Any = token.native_token
+    if isinstance(native, asyncio.AbstractEventLoop):
+        native.call_soon_threadsafe(fn, *args)
+    else:  # trio's TrioToken
+        native.run_sync_soon(fn, *args)
 
 
 def _set_all(events: list[anyio.Event]) -> None:

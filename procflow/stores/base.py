@@ -122,6 +122,16 @@ class Store(Protocol):
         """
         ...
 
+    async def lookup(self, key: str) -> InstanceRecord:
+        """The instance whose id is ``key``, else the one whose correlation id is ``key``.
+
+        One round trip where ``get`` then ``find`` would take two.
+
+        Raises:
+            InstanceNotFound: neither exists.
+        """
+        ...
+
     async def list(
         self,
         *,

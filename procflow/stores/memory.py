@@ -10,7 +10,14 @@ from types import TracebackType
 import anyio.lowlevel
 
 from ._columns import now_ms, stored_as, to_ms
-from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._errors import (
+    conflict,
+    correlation_not_found,
+    duplicate_correlation,
+    duplicate_id,
+    key_not_found,
+    not_found,
+)
 from ._listing import check_limit, status_filter
 from .base import HistoryEntry, InstanceRecord
 
@@ -128,6 +135,21 @@ class MemoryStore:
         except KeyError:
             raise correlation_not_found(correlation_id) from None
 
+    async def lookup(self, key: str) -> InstanceRecord:
+        """The instance whose id is ``key``, else the one whose correlation id is ``key``.
+
+        Raises:
+            InstanceNotFound: neither exists.
+        """
+        await anyio.lowlevel.checkpoint()
+        record = self._instances.get(key)
+        if record is None:
+            id = self._by_correlation.get(key)
+            if id is None:
+                raise key_not_found(key)
+            record = self._instances[id]
+        return record
+
     async def list(
         self,
         *,
@@ -216,4 +238,4 @@ class MemoryStore:
 
 def _rounded(entry: HistoryEntry) -> HistoryEntry:
     """The entry as the database stores keep it: to the millisecond."""
-    return dataclasses.replace(entry, at=to_ms(entry.at) / 1000)
+    return HistoryEntry(to_ms(entry.at) / 1000, entry.kind, entry.name, entry.thread, entry.detail)

@@ -22,11 +22,19 @@ from ._columns import (
     as_text,
     now_ms,
     optional_ms,
+    prefer_id,
     record_from_row,
     stored_as,
     to_ms,
 )
-from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._errors import (
+    conflict,
+    correlation_not_found,
+    duplicate_correlation,
+    duplicate_id,
+    key_not_found,
+    not_found,
+)
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, page_query, status_filter
 from ._migrations import pending
@@ -247,6 +255,20 @@ class PostgresStore:
         if not rows:
             raise correlation_not_found(correlation_id)
         return record_from_row(rows[0])
+
+    async def lookup(self, key: str) -> InstanceRecord:
+        """The instance whose id is ``key``, else the one whose correlation id is ``key``.
+
+        Raises:
+            InstanceNotFound: neither exists.
+            StoreError: the database failed or could not be reached.
+        """
+        sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE id = %s OR correlation_id = %s"
+        rows = await self._fetch(sql, (key, key))
+        record = prefer_id([record_from_row(row) for row in rows], key)
+        if record is None:
+            raise key_not_found(key)
+        return record
 
     async def list(
         self,

@@ -14,8 +14,25 @@ from typing import Literal, TypeVar
 
 from ..errors import ProcflowError, StoreError
 from . import _sqlite_schema
-from ._columns import COLUMNS, as_int, as_text, now_ms, optional_ms, record_from_row, stored_as, to_ms
-from ._errors import conflict, correlation_not_found, duplicate_correlation, duplicate_id, not_found
+from ._columns import (
+    COLUMNS,
+    as_int,
+    as_text,
+    now_ms,
+    optional_ms,
+    prefer_id,
+    record_from_row,
+    stored_as,
+    to_ms,
+)
+from ._errors import (
+    conflict,
+    correlation_not_found,
+    duplicate_correlation,
+    duplicate_id,
+    key_not_found,
+    not_found,
+)
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, merge_by_id, page_query, status_filter
 from ._worker import SQLiteWorker
@@ -34,7 +51,11 @@ _INSERT = (
 )
 _UPDATE = (
     "UPDATE procflow_instance SET workflow = ?, status = ?, correlation_id = ?, due_at = ?, version = ?,"
-    " updated_at = ?, data = ?, state = ?, meta = ? WHERE k = ?"
+    " updated_at = ?, data = ?, state = ?, meta = ? WHERE id = ? AND version = ? RETURNING k, created_at"
+)
+_LOOKUP = (
+    f"SELECT {COLUMNS} FROM procflow_instance WHERE id = ?1"
+    f" UNION ALL SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = ?1"
 )
 _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES (?, ?, ?, ?)"
 # The first reply kept for a key stays: a key names one delivery, whatever retries follow.
@@ -50,8 +71,9 @@ class SQLiteStore:
     it survives a crash or power loss. Pass ``synchronous="NORMAL"`` to trade
     the durability of the last commits before a power loss for speed.
 
-    All database work runs on one thread per store, off the event loop, under
-    asyncio and trio alike. Each ``insert`` or ``update`` is all-or-nothing
+    Database work runs off the event loop, under asyncio and trio alike: writes
+    on one thread per store, reads on another with a connection of its own,
+    so a look-up never waits behind a commit. Each ``insert`` or ``update`` is all-or-nothing
     and durable when it returns; writes that queue up while another commits
     share the next commit (group commit), so concurrent senders need fewer
     commits than writes. Processes that open the same file take turns to
@@ -74,6 +96,9 @@ class SQLiteStore:
         self.timeout = timeout
         self.synchronous = synchronous
         self._worker: SQLiteWorker | None = None
+        # Reads run on a connection and thread of their own, so that they never
+        # wait behind a commit (WAL readers see the last commit, never block it).
+        self._reader: SQLiteWorker | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -98,18 +123,28 @@ class SQLiteStore:
         if self._worker is not None:
             return
         worker = SQLiteWorker(self._connect, name=repr(self.path))
+        reader = worker
         try:
             await worker.call(functools.partial(_sqlite_schema.migrate, where=f"database file {self.path!r}"))
+            if self.path != ":memory:":  # another connection to :memory: would be another database
+                reader = SQLiteWorker(self._connect_reader, name=f"{self.path!r} (reads)")
+                await reader.call(_check_connected)
         except BaseException as exc:
             await worker.stop()
+            if reader is not worker:
+                await reader.stop()
             if isinstance(exc, sqlite3.Error):
                 raise self._error(exc, "open the database") from exc
             raise
         self._worker = worker
+        self._reader = reader
 
     async def close(self) -> None:
         """Finish queued work, close the connection and stop the store's thread. Idempotent."""
         worker, self._worker = self._worker, None
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not worker:
+            await reader.stop()
         if worker is not None:
             await worker.stop()
 
@@ -167,19 +202,22 @@ class SQLiteStore:
         due = optional_ms(record.due_at)
 
         def update(connection: sqlite3.Connection) -> int:
-            found = connection.execute(
-                "SELECT k, version, created_at FROM procflow_instance WHERE id = ?", (record.id,)
-            ).fetchone()
-            if found is None:
-                raise not_found(record.id)
-            key, stored_version, created_at = found
-            if stored_version != record.version:
-                raise conflict(record.id, record.version, stored_version)
             params = (record.workflow, record.status, record.correlation_id, due, version, now)
             try:
-                connection.execute(_UPDATE, (*params, record.data, record.state, record.meta, key))
+                # fetchall: a RETURNING statement is finished only once stepped to its end.
+                found = connection.execute(
+                    _UPDATE, (*params, record.data, record.state, record.meta, record.id, record.version)
+                ).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise _duplicate(connection, record, exc, new=False) from exc
+            if not found:
+                stored = connection.execute(
+                    "SELECT version FROM procflow_instance WHERE id = ?", (record.id,)
+                ).fetchone()
+                if stored is None:
+                    raise not_found(record.id)
+                raise conflict(record.id, record.version, stored[0])
+            key, created_at = found[0]
             if rows is not None:
                 connection.execute(_INSERT_HISTORY, (key, version, *rows))
             if reply is not None:
@@ -217,6 +255,21 @@ class SQLiteStore:
         if row is None:
             raise correlation_not_found(correlation_id)
         return record_from_row(row)
+
+    async def lookup(self, key: str) -> InstanceRecord:
+        """The instance whose id is ``key``, else the one whose correlation id is ``key``.
+
+        Raises:
+            InstanceNotFound: neither exists.
+            StoreError: the database failed.
+        """
+        rows = await self._read(
+            lambda connection: connection.execute(_LOOKUP, (key,)).fetchall(), f"look up {key!r}"
+        )
+        record = prefer_id([record_from_row(row) for row in rows], key)
+        if record is None:
+            raise key_not_found(key)
+        return record
 
     async def list(
         self,
@@ -334,7 +387,7 @@ class SQLiteStore:
 
         return await self._read(size, "measure the database")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_connection(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             parent = Path(self.path).parent
             if not parent.is_dir():
@@ -345,10 +398,14 @@ class SQLiteStore:
         connection = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True
         )
+        # Lenient decoding: a column with bytes that are not UTF-8 must
+        # still come back as text rather than fail the whole query.
+        connection.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = self._open_connection()
         try:
-            # Lenient decoding: a column with bytes that are not UTF-8 must
-            # still come back as text rather than fail the whole query.
-            connection.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             # Checkpoints run on the store's thread when it is idle (see _worker).
@@ -358,14 +415,22 @@ class SQLiteStore:
             raise
         return connection
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        connection = self._open_connection()
+        connection.execute("PRAGMA query_only = 1")
+        return connection
+
     def _running(self) -> SQLiteWorker:
         if self._worker is None:
             raise StoreError(f"the store {self.path!r} is not open: call `await store.open()` first")
         return self._worker
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
+        reader = self._reader
+        if reader is None:
+            raise StoreError(f"the store {self.path!r} is not open: call `await store.open()` first")
         try:
-            return await self._running().call(fn)
+            return await reader.call(fn)
         except sqlite3.Error as exc:
             raise self._error(exc, what) from exc
 
@@ -382,6 +447,10 @@ class SQLiteStore:
                 f"more than {self.timeout:g} s; retry, or open the store with a longer timeout"
             )
         return StoreError(f"could not {what} in {self.path!r}: {type(exc).__name__}: {exc}")
+
+
+def _check_connected(connection: sqlite3.Connection) -> None:
+    connection.execute("SELECT 1 FROM procflow_instance LIMIT 0")
 
 
 def _duplicate(

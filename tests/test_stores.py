@@ -202,6 +202,42 @@ async def test_find_of_an_unknown_correlation_id_raises_instance_not_found_namin
         await store.find("order-99")
 
 
+@pytest.mark.anyio
+async def test_lookup_finds_an_instance_by_its_id(store: Store) -> None:
+    stored = await store.insert(record("o-1", correlation_id="order-41"))
+    assert await store.lookup("o-1") == stored
+
+
+@pytest.mark.anyio
+async def test_lookup_finds_an_instance_by_its_correlation_id(store: Store) -> None:
+    await store.insert(record("o-1", correlation_id="order-41"))
+    stored = await store.insert(record("o-2", correlation_id="order-42"))
+    assert await store.lookup("order-42") == stored
+
+
+@pytest.mark.anyio
+async def test_lookup_prefers_the_id_over_another_instances_equal_correlation_id(store: Store) -> None:
+    await store.insert(record("o-1", correlation_id="x"))
+    by_id = await store.insert(record("x", correlation_id="o-2"))
+    assert await store.lookup("x") == by_id
+
+
+@pytest.mark.anyio
+async def test_lookup_of_an_unknown_key_raises_instance_not_found_naming_it(store: Store) -> None:
+    await store.insert(record("o-1", correlation_id="order-41"))
+    with pytest.raises(InstanceNotFound, match="'nope'"):
+        await store.lookup("nope")
+
+
+@pytest.mark.anyio
+async def test_reads_see_every_write_that_returned(store: Store) -> None:
+    stored = await store.insert(record("o-1", correlation_id="c-1"))
+    for _ in range(20):
+        stored = await store.update(stored)
+        assert (await store.lookup("c-1")).version == stored.version
+        assert (await store.get("o-1")).version == stored.version
+
+
 # -- update -------------------------------------------------------------------------------------
 
 
@@ -379,6 +415,13 @@ async def test_history_keeps_every_field_to_the_millisecond(store: Store) -> Non
         dataclasses.replace(entries[1], at=1_700_000_000.988),
         entries[2],
     ]
+
+
+@pytest.mark.anyio
+async def test_history_keeps_thread_ids_exactly_the_main_thread_and_no_thread_included(store: Store) -> None:
+    threads = ["_main_", "", "1", "t-2", "0"]
+    await store.insert(record(), [line("step", f"s{i}", thread=t) for i, t in enumerate(threads)])
+    assert [entry.thread for entry in await store.history("o-1")] == threads
 
 
 @pytest.mark.anyio
@@ -918,6 +961,20 @@ async def test_sqlite_shows_an_unreadable_history_row_as_one_unreadable_line(
     with sqlite3.connect(tmp_path / "store.db") as connection:
         connection.execute("UPDATE procflow_history SET entries = '[[0, \"started\"' WHERE version = 1")
     assert await sqlite_store.history("o-1") == [line("unreadable", at=5.0, detail='[[0, "started"')]
+
+
+@pytest.mark.anyio
+async def test_sqlite_reads_history_rows_that_name_the_main_thread_by_its_id(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
+    await sqlite_store.insert(record(), [line("started", at=5.0)])
+    with sqlite3.connect(tmp_path / "store.db") as connection:
+        old_row = '[[0,"started"],[250,"step","reserve","_main_"]]'  # as procflow 0.1 wrote it
+        connection.execute("UPDATE procflow_history SET entries = ? WHERE version = 1", (old_row,))
+    assert await sqlite_store.history("o-1") == [
+        line("started", at=5.0),
+        line("step", "reserve", at=5.25, thread="_main_"),
+    ]
 
 
 @pytest.mark.anyio

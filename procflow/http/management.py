@@ -7,7 +7,6 @@ application's, and expose only the signed callbacks to third parties.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +16,7 @@ from starlette.responses import Response
 
 from ..engine import Engine
 from ..errors import CallbackNotFound, InstanceNotFound, SetupError, StepError, UnknownWorkflowError
+from ..ids import new_id
 from ..instance import Instance, summarize
 from .body import NO_BODY, read_json
 from .catalog import Catalog, WorkflowEntry
@@ -120,7 +120,7 @@ class Management:
     async def start(self, request: Request) -> Response:
         """``POST /workflows/{workflow}/instances``: start an instance from the body's data."""
         entry = self._entry(request)
-        id = key_param(request, "id") or str(uuid.uuid4())
+        id = key_param(request, "id") or new_id()
         correlation_id = key_param(request, "correlation_id")
         data = await read_json(request, self.max_body_bytes)
         workflow = entry.new_workflow({} if data is NO_BODY else data)

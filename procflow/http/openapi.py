@@ -164,7 +164,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
                 "summary": f"Start a {w.name}",
                 "tags": tags,
                 "parameters": [
-                    _query("id", "the new instance's id (default: a random UUID)", {"type": "string"}),
+                    _query("id", "the new instance's id (default: a time-ordered id)", {"type": "string"}),
                     _query("correlation_id", "a second, unique key for the instance", {"type": "string"}),
                 ],
                 "requestBody": {

@@ -11,13 +11,13 @@ What it does, in one run:
 1. Builds the large store fast: opens a ``SQLiteStore`` once (it creates its
    own schema), starts one real ``Order`` through the engine (it parks), then
    copies that instance's row and history row n - 1 times with new random ids
-   (UUIDs, as the engine makes them) and new correlation ids, with
+   (``procflow.ids.new_id``, as the engine makes them) and new correlation ids, with
    ``sqlite3.executemany`` in big transactions into the store's own tables.
    A control store of a few thousand parked instances is built the same way.
 2. Reopens both with ``SQLiteStore`` (WAL, synchronous=FULL) and an ``Engine``.
    Times ``engine.get`` by correlation id (the look-up alone, decoding
-   included) and ``store.find`` (the indexed SELECT and the hop to the store's
-   thread), on random parked instances; then ``engine.send`` by correlation id
+   included) and ``store.lookup`` (the indexed SELECT by id or correlation id
+   and the hop to the store's reading thread), on random parked instances; then ``engine.send`` by correlation id
    to random parked instances: each one delivers the event, commits, runs one
    step and commits again. Sends to the big and the control store alternate,
    so changes in machine load hit both alike. The raw commit latency of the
@@ -38,7 +38,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ import durable
 from durable import Order, correlation_id
 
 import procflow as pf
+from procflow.ids import new_id
 
 TARGET_P99_MS = durable.TARGET_P99_MS
 CONTROL_EXTRA = 200  # parked instances in the control store beyond those the samples use
@@ -98,11 +98,11 @@ def build(path: Path, n: int, batch: int, label: str) -> float:
             count = min(batch, n - done)
             rows = []
             for i in range(done, done + count):
-                new_id = str(uuid.uuid4())
+                id = new_id()
                 rows.append(
                     (
                         k0 + i,
-                        new_id,
+                        id,
                         workflow,
                         status,
                         correlation_id(i),
@@ -111,7 +111,7 @@ def build(path: Path, n: int, batch: int, label: str) -> float:
                         created,
                         updated,
                         data,
-                        state.replace(id0, new_id) if state_has_id else state,
+                        state.replace(id0, id) if state_has_id else state,
                         meta,
                     )
                 )
@@ -204,13 +204,11 @@ async def measure(
     rng = random.Random(seed)
     warm = 20
     picks = {
-        # The big store's picks also cover the diagnosis's two rounds of sends.
-        "big": rng.sample(range(1, n), warm + lookups + 3 * sends),
+        "big": rng.sample(range(1, n), warm + lookups + sends),
         "control": rng.sample(range(1, n_small), warm + lookups + sends),
     }
     paths = {"big": big, "control": small}
-    out: dict[str, dict[str, list[float]]] = {name: {"get": [], "find": [], "send": []} for name in paths}
-    # out["diagnosis"] is filled at the end: see diagnose()
+    out: dict[str, dict[str, list[float]]] = {name: {"get": [], "lookup": [], "send": []} for name in paths}
     engines = {name: pf.Engine(pf.SQLiteStore(path), workflows=[Order]) for name, path in paths.items()}
     for engine in engines.values():
         await engine.open()
@@ -224,7 +222,7 @@ async def measure(
             for name, engine in engines.items():
                 key = correlation_id(picks[name][warm + j])
                 out[name]["get"].append(await timed(lambda e=engine, k=key: e.get(k)))
-                out[name]["find"].append(await timed(lambda e=engine, k=key: e.store.find(k)))
+                out[name]["lookup"].append(await timed(lambda e=engine, k=key: e.store.lookup(k)))
         progress(f"timing {sends} sends by correlation id to each store")
         for j in range(sends):
             for name, engine in engines.items():
@@ -243,54 +241,7 @@ async def measure(
     finally:
         for engine in engines.values():
             await engine.close()
-    out["diagnosis"] = await diagnose(big, picks["big"][warm + lookups + sends :], sends)
     return out
-
-
-class NoAutoCheckpointStore(pf.SQLiteStore):
-    """Diagnosis only, not procflow's behaviour: the store with SQLite's automatic checkpoint off.
-
-    SQLite checkpoints the WAL into the database file inside the commit that
-    takes it past ``wal_autocheckpoint`` pages (1000 by default), so about one
-    send in every 1000 / (WAL pages per send) pays for a whole checkpoint.
-    """
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = super()._connect()
-        connection.execute("PRAGMA wal_autocheckpoint = 0")
-        return connection
-
-
-async def diagnose(big: Path, picks: list[int], sends: int) -> dict[str, list[float]]:
-    """Sends with the automatic checkpoint off, one checkpoint of what they wrote, sends as shipped again."""
-    out: dict[str, list[float]] = {"send, no checkpoint": [], "send, default again": [], "checkpoint": []}
-    connection = sqlite3.connect(big, isolation_level=None)
-    connection.execute("PRAGMA synchronous = FULL")  # as the store's own checkpoints
-    try:
-        for key, store, chunk in (
-            ("send, no checkpoint", NoAutoCheckpointStore(big), picks[:sends]),
-            ("send, default again", pf.SQLiteStore(big), picks[sends : 2 * sends]),
-        ):
-            progress(f"diagnosis: {key}")
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            async with pf.Engine(store, workflows=[Order]) as engine:
-                for i in chunk:
-                    name = correlation_id(i)
-                    out[key].append(await timed(lambda e=engine, k=name: _approve(e, k)))
-                if key == "send, no checkpoint":
-                    # Before the store closes: its last connection checkpoints on close.
-                    t0 = time.perf_counter()
-                    _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    out["checkpoint"] = [time.perf_counter() - t0, float(frames)]
-    finally:
-        connection.close()
-    return out
-
-
-async def _approve(engine: pf.Engine, key: str) -> None:
-    reply = await engine.send(key, "approve", {"approver": "ann"})
-    if reply != "approved":
-        raise SystemExit(f"send to {key}: replied {reply!r}")
 
 
 # -- report ------------------------------------------------------------------------------
@@ -361,36 +312,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"   {label:<60}{len(xs):>6}{cells}")
 
     for key, label in (
-        ("find", "store.find (indexed SELECT + thread hop)"),
+        ("lookup", "store.lookup (indexed SELECT + thread hop)"),
         ("get", "engine.get (look-up + decode)"),
         ("send", "engine.send (2 commits)"),
     ):
         row(f"{label}, {n:,} parked", results["big"][key])
         row(f"{label}, {n_small:,} parked", results["control"][key])
     row("raw INSERT + COMMIT, one commit (same disk)", raw)
-    diag = results.get("diagnosis")
-    if diag and diag["send, no checkpoint"]:
-        print()
-        print(
-            f"3. Diagnosis, {n:,} parked: the tail comes from SQLite's automatic WAL checkpoints, which run "
-            "inside the commit that crosses 1000 WAL pages"
-        )
-        print(header)
-        row("engine.send, as shipped (again, after the above)", diag["send, default again"])
-        row("engine.send, automatic checkpoint off (NOT procflow's setting)", diag["send, no checkpoint"])
-        seconds, frames = diag["checkpoint"] or [0.0, 0.0]
-        frames = max(frames, 1.0)
-        per_send = frames / max(1, len(diag["send, no checkpoint"]))
-        print(
-            f"   the {len(diag['send, no checkpoint'])} sends wrote {frames:,.0f} WAL pages "
-            f"({per_send:.1f} per send); checkpointing them took {seconds * 1e3:.1f} ms, "
-            f"{seconds / frames * 1e6:.1f} µs per page;"
-        )
-        print(
-            f"   as shipped, one send in ~{1000 / per_send:.0f} crosses the 1000-page mark and pays for a "
-            f"checkpoint of ~1000 pages (~{1000 * seconds / frames * 1e3:.1f} ms here): "
-            f"{per_send / 10:.1f}% of sends, so the p99 is a checkpoint"
-        )
     print()
     p99 = percentile(results["big"]["send"], 99) * 1e3
     ok = p99 < TARGET_P99_MS

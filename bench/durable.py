@@ -215,7 +215,7 @@ class Spans:
 
 # The spans of one event, in the order they are printed; labels say what each holds.
 SPAN_LABELS: list[tuple[str, str]] = [
-    ("store.get (miss)", "store: get by id (a miss: the key is a correlation id)"),
+    ("store.lookup", "store: look up by id or correlation id"),
     ("store.get", "store: get by id"),
     ("store.find", "store: find by correlation id"),
     ("store.update", "store: update (history JSON, SQL, commit)"),
@@ -277,11 +277,10 @@ class StoreCalls:
 def instrument(store: Any) -> StoreCalls:
     """Wrap the store's methods on the instance: count calls; spans time them in sequential runs.
 
-    ``get`` calls that raise ``InstanceNotFound`` are counted as ``get (miss)``:
-    a send by correlation id first looks the key up as an id.
+    Calls that raise ``InstanceNotFound`` are counted as ``(miss)``.
     """
     calls = StoreCalls()
-    for name in ("get", "find", "insert", "update"):
+    for name in ("lookup", "get", "find", "insert", "update"):
         timed = SPANS.wrap_async(f"store.{name}", getattr(store, name))
 
         async def wrapped(*args: Any, _timed: Any = timed, _name: str = name, **kwargs: Any) -> Any:

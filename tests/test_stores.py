@@ -964,6 +964,18 @@ async def test_sqlite_shows_an_unreadable_history_row_as_one_unreadable_line(
 
 
 @pytest.mark.anyio
+async def test_sqlite_a_write_whose_caller_is_cancelled_is_done_when_the_caller_returns(
+    sqlite_store: SQLiteStore,
+) -> None:
+    stored = await sqlite_store.insert(record())
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sqlite_store.update(stored)
+    assert scope.cancelled_caught
+    assert (await sqlite_store.get("o-1")).version == 2
+
+
+@pytest.mark.anyio
 async def test_sqlite_reads_history_rows_that_name_the_main_thread_by_its_id(
     sqlite_store: SQLiteStore, tmp_path: Path
 ) -> None:

@@ -398,8 +398,6 @@ class FanIn:
     spans: dict[str, float]  # own seconds per event by span (sequential runs only)
     span_calls: dict[str, float]  # calls per event by span
     hop_s: float | None  # SQLite: one round trip to the store's thread (a no-op call)
-    wal_frames_per_start: float | None  # SQLite: pages written to the WAL
-    wal_frames_per_event: float | None
 
 
 @dataclass
@@ -466,26 +464,12 @@ class WalProbe:
 WAL_SAMPLE = 50
 
 
-async def run_phase(
-    senders: int, n: int, one: Callable[[int], Awaitable[None]], wal: WalProbe | None
-) -> tuple[float, float | None]:
-    """Run all ``n``; the WAL frames per operation of the first ``WAL_SAMPLE`` if probed."""
-    if wal is None:
-        return await run_senders(senders, range(n), one), None
-    m = min(WAL_SAMPLE, n)
-    await anyio.to_thread.run_sync(wal.reset)
-    first = await run_senders(senders, range(m), one)
-    frames = wal.frames() / m
-    return first + await run_senders(senders, range(m, n), one), frames
-
-
 async def fan_in(
     store: Any,
     n: int,
     senders: int,
     measure: Callable[[], Awaitable[Size]] | None,
     transactions: bool,
-    wal: WalProbe | None = None,
 ) -> FanIn:
     """Start ``n`` Orders (each parks), measure the size, then approve each by correlation id."""
     calls = instrument(store)
@@ -501,7 +485,7 @@ async def fan_in(
                 raise SystemExit(f"fan-in: instance {correlation_id(i)} replied {reply!r}")
 
         t0 = TRANSACTIONS.count
-        start_s, start_frames = await run_phase(senders, n, start, wal)
+        start_s = await run_senders(senders, range(n), start)
         start_writes = calls.writes
         start_tx = TRANSACTIONS.count - t0
         size = None
@@ -519,7 +503,7 @@ async def fan_in(
             SPANS.active = True
         t0 = TRANSACTIONS.count
         try:
-            event_s, event_frames = await run_phase(senders, n, send, wal)
+            event_s = await run_senders(senders, range(n), send)
         finally:
             SPANS.active = False
             SPANS.unpatch()
@@ -548,8 +532,6 @@ async def fan_in(
         spans=spans,
         span_calls=span_calls,
         hop_s=hop_s,
-        wal_frames_per_start=start_frames,
-        wal_frames_per_event=event_frames,
     )
 
 
@@ -817,7 +799,6 @@ async def sqlite_fan_in(folder: Path, n: int, senders: int, synchronous: str = "
             senders,
             measure if full else None,
             transactions=True,
-            wal=WalProbe(path) if full else None,
         )
     finally:
         _remove(path)
@@ -1001,7 +982,8 @@ def print_results(args: argparse.Namespace, res: Results, postgres: Postgres | N
         cell(res.raw_sqlite_wide),
         "",
         f"(a row into each of {RAW_WIDE_TABLES} tables: {med(res.raw_wide_frames):.1f} WAL pages per commit, "
-        f"as many as a procflow commit writes; the loop above writes {med(res.raw_frames):.1f})",
+        f"about as many as a procflow commit changes: row, indexes, history; the loop above writes "
+        f"{med(res.raw_frames):.1f})",
     )
     print(f"   (quoted from issue 3, not measured here: ~{QUOTED_RAW_COMMITS:,} commits/s on SQLite)")
     print()
@@ -1040,15 +1022,6 @@ def print_results(args: argparse.Namespace, res: Results, postgres: Postgres | N
             cell([r.transactions_per_event or 0 for r in sq], ".2f"),
             "",
             "(fsyncs: group commit shares one)" if senders > 1 else "",
-        )
-    for senders, sq in ((1, sq1), (k, sqk)):
-        tag = f"{senders} sender{'s' if senders > 1 else ''}"
-        row(
-            f"SQLite WAL pages per start / event, {tag}",
-            f"{med([r.wal_frames_per_start or 0 for r in sq]):.1f} / "
-            f"{med([r.wal_frames_per_event or 0 for r in sq]):.1f}",
-            "",
-            f"(4 KiB each; the raw loop writes {med(res.raw_frames):.1f} per commit)" if senders == 1 else "",
         )
     row(
         "bytes per parked instance",
@@ -1170,7 +1143,7 @@ SPAN_OVERHEAD_US = [0.0]
 def print_sweep(res: Results) -> None:
     print()
     print("   SQLite by number of concurrent senders (one run each, after the rounds):")
-    print(f"   {'senders':>9}{'starts/s':>10}{'events/s':>10}{'tx/event':>10}{'WAL pages/event':>17}")
+    print(f"   {'senders':>9}{'starts/s':>10}{'events/s':>10}{'tx/event':>10}")
     for senders in SWEEP:
         runs = res.runs.get(f"sweep {senders}")
         if not runs:
@@ -1178,7 +1151,7 @@ def print_sweep(res: Results) -> None:
         r = runs[0]
         print(
             f"   {senders:>9}{r.starts_per_s:>10,.0f}{r.events_per_s:>10,.0f}"
-            f"{r.transactions_per_event or 0:>10.2f}{r.wal_frames_per_event or 0:>17.1f}"
+            f"{r.transactions_per_event or 0:>10.2f}"
         )
 
 

@@ -17,10 +17,11 @@ What it does, in one run:
 2. Reopens both with ``SQLiteStore`` (WAL, synchronous=FULL) and an ``Engine``.
    Times ``engine.get`` by correlation id (the look-up alone, decoding
    included) and ``store.lookup`` (the indexed SELECT by id or correlation id
-   and the hop to the store's reading thread), on random parked instances; then ``engine.send`` by correlation id
-   to random parked instances: each one delivers the event, commits, runs one
-   step and commits again. Sends to the big and the control store alternate,
-   so changes in machine load hit both alike. The raw commit latency of the
+   and the hop to the store's reading thread), on random parked instances;
+   then ``engine.send`` by correlation id to random parked instances: each one
+   delivers the event, commits, runs one step and commits again. Sends to the
+   big and the control store alternate, so changes in machine load hit both
+   alike. The raw commit latency of the
    same disk (one small INSERT + COMMIT) is measured alongside, for context:
    a send's p99 is mostly two fsyncs' p99.
 

@@ -42,6 +42,10 @@ Method:
   as at N = 1000. A "rest" that grows as much in the control as at N = 1000
   grows from the definition's size (caches, allocator, GC), not from the
   interpreter's own algorithm.
+* The interpreter remembers the tree shapes it has checked, per workflow
+  class (``procflow.statements.ShapeCache``); the warm-up runs fill it, so
+  the timed runs measure the steady state, in which each call's first tree
+  is checked by comparing it with its remembered shape.
 * One asyncio event loop (through anyio) runs everything.
 
 The numbers of other implementations are quoted from issue 2, not measured

@@ -8,11 +8,12 @@ import json
 import typing
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from types import CodeType
+from types import CodeType, FunctionType, MethodType
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._calling import isawaitable
 from .errors import DefinitionError, PayloadError
 from .state import CallbackRequest
 
@@ -88,6 +89,12 @@ def _cache_key(fn: Callable[..., Any]) -> Hashable | None:
 
 
 def _signature_of(fn: Callable[..., Any]) -> _Signature:
+    # _cache_key's answer for the common cases, without its getattr() calls.
+    func = fn.__func__ if type(fn) is MethodType else fn
+    if type(func) is FunctionType:
+        sig = _signatures.get(func.__code__)
+        if sig is not None:
+            return sig
     key = _cache_key(fn)
     sig = _signatures.get(key) if key is not None else None
     if sig is None:
@@ -181,19 +188,22 @@ class FunctionHandler(Handler):
         sig = _signature_of(self.fn)
         if not sig.takes_payload:
             return None
+        # The adapter's compiled validator: TypeAdapter's methods, with nothing
+        # to pass on, only add a Python call around it.
+        validator = sig.payload.validator
         try:
             if isinstance(payload, (str, bytes, bytearray)):
                 try:
-                    return sig.payload.validate_json(payload)
+                    return validator.validate_json(payload)
                 except ValidationError:
                     if not isinstance(payload, str):
                         raise
                     try:  # the text itself, for a payload type that takes a string
-                        return sig.payload.validate_python(payload)
+                        return validator.validate_python(payload)
                     except ValidationError:
                         pass
                     raise
-            return sig.payload.validate_python(payload)
+            return validator.validate_python(payload)
         except ValidationError as e:
             errors = _jsonable(e)
             raise PayloadError(
@@ -206,7 +216,7 @@ class FunctionHandler(Handler):
         value = self.validate(payload)
         fn = self.fn
         result = fn(value) if _signature_of(fn).takes_payload else fn()
-        if result is not None and inspect.isawaitable(result):
+        if result is not None and isawaitable(result):
             return await result
         return result
 

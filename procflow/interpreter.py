@@ -27,16 +27,15 @@ since is undone before the error propagates.
 
 from __future__ import annotations
 
-import heapq
-import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from ._calling import call
+from ._calling import call, isawaitable
 from .errors import (
     CallbackNotFound,
     DefinitionError,
@@ -71,13 +70,12 @@ from .statements import (
     Path,
     Return,
     Section,
+    ShapeCache,
     Step,
     Stmt,
     Switch,
     Wait,
     WaitFor,
-    at,
-    index,
 )
 
 __all__ = ["Checkpoint", "CheckpointType", "Workflow", "cancel", "handle_callback", "resume"]
@@ -116,9 +114,36 @@ _PARKED_EVENT = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP, WaitEvent
 _LEFT_EVENT = (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR)
 _DONE = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 _NEEDS_SETUP = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR)
-# Looking a member up on its enum class costs more than a global.
+# Enum members as globals: looking one up on its enum class costs eight times as much.
 _AFTER_STEP = CheckpointType.AFTER_STEP
+_AFTER_RESUME = CheckpointType.AFTER_RESUME
+_AFTER_CONDITION = CheckpointType.AFTER_CONDITION
+_AFTER_SETUP = CheckpointType.AFTER_SETUP
+_AFTER_TEARDOWN = CheckpointType.AFTER_TEARDOWN
+_EXECUTING = ThreadStatus.EXECUTING
+_THREAD_RESUMING = ThreadStatus.RESUMING
+_WAITING_EVENT = ThreadStatus.WAITING_EVENT
+_WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
+_PENDING_TEARDOWN = WaitEventStatus.PENDING_TEARDOWN
+_SET_UP = WaitEventStatus.SETUP
+_SETUP_ERROR = WaitEventStatus.SETUP_ERROR
+_TEARDOWN_ERROR = WaitEventStatus.TEARDOWN_ERROR
+_WORKFLOW_RESUMING = WorkflowStatus.RESUMING
+_WORKFLOW_WAITING = WorkflowStatus.WAITING
+_FINISHED = WorkflowStatus.FINISHED
+_CANCELLED = WorkflowStatus.CANCELLED
 
+# Model.model_validate() without its Python wrapper, which costs a third of
+# the call; pydantic-core builds a WaitEvent's nested CallbackRequest.
+_validate_wait_event = WaitEvent.__pydantic_validator__.validate_python
+_validate_thread = Thread.__pydantic_validator__.validate_python
+
+# The checked trees of every workflow class: see ShapeCache.
+_shapes = ShapeCache()
+
+
+# The statement classes the interpreter runs; any other is a subclass of one of them.
+_BUILTIN = frozenset({Step, For, Section, Switch, Wait, WaitFor, Go, Return, Break, Continue})
 
 # The tree of a _Run until definition() is called.
 _EMPTY = Section()
@@ -164,13 +189,15 @@ def _refind(frames: Frames, root: Stmt, stmt: Stmt) -> bool:
     if not, the definition changed shape and ``frames`` must be looked up.
     """
     node = root
-    for k, (_, i) in enumerate(frames):
+    k = 0  # counted by hand: enumerate() costs a quarter of this
+    for _, i in frames:
         kids = node._kids
         if i >= len(kids):
             return False
         frames[k] = (node, i)
         node = kids[i]
-    return node.name == stmt.name and type(node) is type(stmt)
+        k += 1  # noqa: SIM113
+    return type(node) is type(stmt) and node.name == stmt.name
 
 
 def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
@@ -196,6 +223,16 @@ def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
 
 _restore_fields = dict.update
 
+
+def _writable(obj: BaseModel) -> dict[str, Any]:
+    """``obj``'s fields, all marked as set, for writing (see ``_Run.touch``)."""
+    values = obj.__dict__
+    fields_set = obj.__pydantic_fields_set__
+    if len(fields_set) != len(values):
+        fields_set.update(values)
+    return values
+
+
 def _truncate(lst: list[Any], length: int) -> None:
     del lst[length:]
 
@@ -206,6 +243,23 @@ def _reinsert(lst: list[Any], at: tuple[int, Any]) -> None:
 
 class _Run:
     """One call of ``resume``, ``handle_callback`` or ``cancel``."""
+
+    __slots__ = (
+        "_checkpoint",
+        "cond_waiters",
+        "finished",
+        "hooks",
+        "loops_entered",
+        "max_transitions",
+        "paths",
+        "queue",
+        "root",
+        "state",
+        "thread_ids",
+        "transitions",
+        "undo",
+        "workflow",
+    )
 
     def __init__(
         self,
@@ -228,17 +282,19 @@ class _Run:
         # Only the State is rolled back; a _Run is not used again after an error.
         self.undo: list[tuple[Callable[[Any, Any], object], Any, Any]] = []
         self.root: Stmt = _EMPTY
-        self.paths: dict[str, Path] = {}
+        # Position names to paths in the first tree of the run (None until it is built).
+        self.paths: dict[str, Path] | None = None
         self.loops_entered: set[int] = set()
-        # Runnable threads, by their position in state.threads (a heap of
-        # (position, thread)); the thread that was running at the last
-        # checkpoint goes first, so a run continued from a stored state
-        # schedules exactly as the uninterrupted run did. Filled in by resume.
-        self.queue: list[tuple[int, Thread]] = []
-        self.position: dict[int, int] = {}
-        self.next_position = 0
+        # Runnable threads, first to run first: the thread that was running
+        # at the last checkpoint, so that a run continued from a stored state
+        # schedules exactly as the uninterrupted run did, then the others in
+        # state.threads order. Filled in by resume. A thread started or woken
+        # later is appended, as it is to state.threads: the queue stays in
+        # state.threads order without being sorted.
+        self.queue: deque[Thread] = deque()
         self.cond_waiters: list[Thread] = []
-        self.thread_ids: set[str] = set()
+        # The ids of the threads, made when a Go first needs them.
+        self.thread_ids: set[str] | None = None
         self.finished = False
 
     # -- bookkeeping ---------------------------------------------------------
@@ -284,34 +340,38 @@ class _Run:
     async def checkpoint(self, kind: CheckpointType) -> None:
         if self._checkpoint is not None:
             result = self._checkpoint(kind)
-            if result is not None and inspect.isawaitable(result):
+            if result is not None and isawaitable(result):
                 await result
         self.undo.clear()
 
     def build(self) -> None:
-        """Call ``definition()`` and check the new tree."""
+        """Call ``definition()``; check the first tree of the run as a whole."""
         try:
             root = self.workflow.definition()
         except ProcflowError:
             raise
         except Exception as e:
-            raise DefinitionError(
-                f"{type(self.workflow).__name__}.definition() raised {type(e).__name__}: {e}"
-            ) from e
+            raise self.definition_raised(e) from e
         if not isinstance(root, Stmt):
-            raise DefinitionError(
-                f"{type(self.workflow).__name__}.definition() must return a statement "
-                f"(usually S(...)), got {root!r}"
-            )
+            raise self.not_a_statement(root)
         self.root = root
         self.loops_entered.clear()
-        if not self.paths:
+        if self.paths is None:
             self.reindex()  # validate first; later builds of this run are checked by locate
+
+    def definition_raised(self, e: Exception) -> DefinitionError:
+        return DefinitionError(f"{type(self.workflow).__name__}.definition() raised {type(e).__name__}: {e}")
+
+    def not_a_statement(self, root: object) -> DefinitionError:
+        return DefinitionError(
+            f"{type(self.workflow).__name__}.definition() must return a statement "
+            f"(usually S(...)), got {root!r}"
+        )
 
     def reindex(self) -> None:
         """Validate the current tree and map its position names to paths."""
         try:
-            self.paths = index(self.root)
+            self.paths = _shapes.index(self.root, type(self.workflow))
         except DefinitionError as e:
             raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
 
@@ -334,12 +394,14 @@ class _Run:
         Follows the path the name had in the last indexed tree; the tree is
         indexed again only when its shape changed.
         """
+        assert self.paths is not None
         path = self.paths.get(name)
         if path is not None:
             frames, stmt = self.descend(path)
             if stmt is not None and stmt.name == name and isinstance(stmt, kind):
                 return frames, stmt
         self.reindex()  # the shape changed since the tree was indexed
+        assert self.paths is not None
         path = self.paths.get(name)
         stmt = None
         if path is not None:
@@ -357,22 +419,32 @@ class _Run:
 
     def find(self, name: str, kind: type[Stmt] | tuple[type[Stmt], ...], thread: Thread) -> Any:
         """``locate`` for callers that need the statement only."""
+        assert self.paths is not None
         path = self.paths.get(name)
         if path is not None:
-            stmt = at(self.root, path)
-            if stmt is not None and stmt.name == name and isinstance(stmt, kind):
-                return stmt
+            stmt = self.root
+            for i in path:
+                kids = stmt._kids
+                if i >= len(kids):
+                    break
+                stmt = kids[i]
+            else:
+                if stmt.name == name and isinstance(stmt, kind):
+                    return stmt
         return self.locate(name, kind, thread)[1]
+
+    def too_many_transitions(self, thread: Thread) -> DefinitionError:
+        return DefinitionError(
+            f"more than {self.max_transitions} transitions in one resume of "
+            f"{self.state.workflow!r} {self.state.id!r} (thread {thread.id!r}); "
+            "a loop that never waits? Raise max_transitions if the work is real"
+        )
 
     def count_transition(self, thread: Thread) -> dict[str, Any]:
         """Count a transition of ``thread``; return its fields for writing."""
         self.transitions += 1
         if self.transitions > self.max_transitions:
-            raise DefinitionError(
-                f"more than {self.max_transitions} transitions in one resume of "
-                f"{self.state.workflow!r} {self.state.id!r} (thread {thread.id!r}); "
-                "a loop that never waits? Raise max_transitions if the work is real"
-            )
+            raise self.too_many_transitions(thread)
         # touch() inlined: this runs on every transition.
         undo = self.undo
         state = self.state
@@ -411,56 +483,60 @@ class _Run:
             )
         try:
             self.build()
-            threads = state.threads
-            self.position = {id(t): i for i, t in enumerate(threads)}
-            self.next_position = len(threads)
-            self.thread_ids = {t.id for t in threads}
-            await self.teardown_left_events()
             for t in state.threads:
-                if t.status in _RUNNABLE:
-                    first = t.status == ThreadStatus.EXECUTING
-                    heapq.heappush(self.queue, (-1 if first else self.position[id(t)], t))
-                elif t.status == ThreadStatus.WAITING_CONDITION:
+                if t.wait_events:
+                    await self.teardown_left_events()
+                    break
+            queue = self.queue
+            for t in state.threads:
+                status = t.status
+                if status in _RUNNABLE:
+                    if status == _EXECUTING:
+                        queue.appendleft(t)
+                    else:
+                        queue.append(t)
+                elif status == _WAITING_CONDITION:
                     self.cond_waiters.append(t)
-                elif t.status == ThreadStatus.WAITING_EVENT:
+                elif status == _WAITING_EVENT:
                     self.check_parked(t)
-            if self.queue and state.status != WorkflowStatus.RESUMING:
-                self.set(state, "status", WorkflowStatus.RESUMING)
+            if queue and state.status != _WORKFLOW_RESUMING:
+                self.set(state, "status", _WORKFLOW_RESUMING)
             if self.cond_waiters:
                 await self.check_conditions()
             held = False
-            while self.queue and not self.finished:
-                t = heapq.heappop(self.queue)[1]
-                if self.hooks is not None and not self.hooks.may_run(t.id):
+            hooks = self.hooks
+            while queue and not self.finished:
+                t = queue.popleft()
+                if hooks is not None and not hooks.may_run(t.id):
                     held = True
                     continue
                 await self.run_thread(t)
             if self.finished:
                 await self.finish()
                 return
-            done = WorkflowStatus.RESUMING if held else WorkflowStatus.WAITING
+            done = _WORKFLOW_RESUMING if held else _WORKFLOW_WAITING
             if state.status != done:
                 self.set(state, "status", done)
             failures = await self.setup_parked_events()
             if self.dirty:
-                await self.checkpoint(CheckpointType.AFTER_RESUME)
+                await self.checkpoint(_AFTER_RESUME)
         except BaseException:
             self.rollback()
             raise
-        if failures:
+        if failures is not None:
             raise SetupError(failures) from failures.cause
 
     async def run_thread(self, t: Thread) -> None:
         """Run one thread until it parks or ends."""
         self.loops_entered.clear()  # another thread's iterations say nothing about this one's
         values = self.count_transition(t)
-        values["status"] = ThreadStatus.EXECUTING
+        values["status"] = _EXECUTING
         frames: Frames
         node: Stmt | None
         if t.cur_callback:
             frames, wait = self.locate(t.cur_step, Wait, t)
             frames.append((wait, self.event_index(wait, t.cur_callback, t)))
-            on = wait.events[frames[-1][1]]
+            on = wait._kids[frames[-1][1]]
             node = _enter(frames, on)
         elif t.cur_step:
             frames, _ = self.locate(t.cur_step, (Step, WaitFor), t)
@@ -472,14 +548,88 @@ class _Run:
             frames.append((go, 0))
             node = go.body
 
-        # Exact types first: this loop runs for every statement a thread passes.
+        # This loop runs for every statement a thread passes: steps and loops
+        # are run inline, exact types are tested first.
+        hooks = self.hooks
+        state = self.state
+        state_values = state.__dict__
+        values = t.__dict__
+        loops_entered = self.loops_entered
+        workflow = self.workflow
         while node is not None:
             cls = type(node)
-            if cls is Step:
-                await self.run_step(t, node, frames)  # type: ignore[arg-type]
+            if cls is Step or (cls not in _BUILTIN and isinstance(node, Step)):
+                if hooks is not None:
+                    await hooks.before_effect()
+                    hooks.transition("step_started", node.name, t.id)
+                try:
+                    result = node.action()  # type: ignore[attr-defined]
+                    if result is not None and isawaitable(result):
+                        await result
+                except Exception as e:
+                    if hooks is not None:
+                        hooks.transition("step_failed", node.name, t.id, _describe(e))
+                    raise StepError(node.name, t.id, e) from e
+                name = node.name
+                if hooks is not None:
+                    hooks.transition("step", name, t.id)
+                self.transitions += 1
+                if self.transitions > self.max_transitions:
+                    raise self.too_many_transitions(t)
+                # count_transition() without the undo log: should the tree or the
+                # checkpoint fail, the except clause below undoes these changes,
+                # which costs a step less than copying both objects' fields would.
+                # (count_transition above marked every field of both as set.)
+                saved = (state_values["pc"], values["pc"], values["cur_step"], values["cur_callback"])
+                state_values["pc"] = saved[0] + 1
+                values["pc"] = saved[1] + 1
+                values["cur_step"] = name
+                values["cur_callback"] = ""
+                try:
+                    if node.compensate is not None:  # type: ignore[attr-defined]
+                        self.append(state.completed, name)
+                    # build(), without the check of the run's first tree
+                    try:
+                        root = workflow.definition()
+                    except ProcflowError:
+                        raise
+                    except Exception as e:
+                        raise self.definition_raised(e) from e
+                    if not isinstance(root, Stmt):
+                        raise self.not_a_statement(root)
+                    self.root = root
+                    loops_entered.clear()
+                    checkpoint = self._checkpoint
+                    if checkpoint is not None:
+                        result = checkpoint(_AFTER_STEP)
+                        if result is not None and isawaitable(result):
+                            await result
+                except BaseException:
+                    state_values["pc"], values["pc"], values["cur_step"], values["cur_callback"] = saved
+                    raise
+                self.undo.clear()
+                if self.cond_waiters:
+                    await self.check_conditions()
+                # self.root: a WaitFor handler run by check_conditions rebuilds the tree
+                if not _refind(frames, self.root, node):
+                    frames[:] = self.locate(name, Step, t)[0]
                 node = _advance(frames)
-            elif cls is For:
-                node = self.enter_loop(t, node, frames)  # type: ignore[arg-type]
+            elif cls is For or (cls not in _BUILTIN and isinstance(node, For)):
+                cond = node.cond  # type: ignore[attr-defined]
+                if cond is not True and (cond is False or not self.evaluate(cond, node, t)):
+                    loops_entered.discard(id(node))
+                    node = _advance(frames)
+                    continue
+                key = id(node)
+                kids = node._kids
+                if key in loops_entered or not kids:
+                    raise DefinitionError(
+                        f"an iteration of For {node.name!r} in thread {t.id!r} neither ran a step "
+                        "nor waited; every iteration must park at least once"
+                    )
+                loops_entered.add(key)
+                frames.append((node, 0))
+                node = kids[0]
             elif cls is Section:
                 node = _enter(frames, node)
             elif cls is Switch:
@@ -491,15 +641,10 @@ class _Run:
                 node = await self.run_other(t, node, frames)
                 if node is _PARKED:
                     return
-        await self.end_thread(t)
+        self.end_thread(t)
 
     async def run_other(self, t: Thread, node: Stmt, frames: Frames) -> Stmt | None:
         """Run the statements not special-cased in ``run_thread``, and subclasses."""
-        if isinstance(node, Step):
-            await self.run_step(t, node, frames)
-            return _advance(frames)
-        if isinstance(node, For):
-            return self.enter_loop(t, node, frames)
         if isinstance(node, Section):
             return _enter(frames, node)
         if isinstance(node, Switch):
@@ -535,7 +680,7 @@ class _Run:
         raise DefinitionError(f"thread {t.id!r} reached {node!r}, which the interpreter cannot run")
 
     def enter_switch(self, t: Thread, switch: Switch, frames: Frames) -> Stmt | None:
-        for i, case in enumerate(switch.cases):
+        for i, case in enumerate(switch._kids):
             cond = case.cond
             if cond is True or (cond is not False and self.evaluate(cond, case, t)):
                 frames.append((switch, i))
@@ -550,62 +695,13 @@ class _Run:
                 self.event_index(wait, e.req.name, t)
 
     def event_index(self, wait: Wait, name: str, t: Thread) -> int:
-        for i, on in enumerate(wait.events):
+        for i, on in enumerate(wait._kids):
             if on.name == name:
                 return i
         raise DefinitionError(
             f"thread {t.id!r} of {self.state.workflow!r} {self.state.id!r} is parked on Wait "
             f"{wait.name!r}, but the definition no longer has event {name!r} in it"
         )
-
-    async def run_step(self, t: Thread, step: Step, frames: Frames) -> None:
-        """Run ``step``, checkpoint and rebuild the tree; point ``frames`` at the step in it."""
-        hooks = self.hooks
-        if hooks is not None:
-            await hooks.before_effect()
-            hooks.transition("step_started", step.name, t.id)
-        try:
-            result = step.action()
-            if result is not None and inspect.isawaitable(result):
-                await result
-        except Exception as e:
-            if hooks is not None:
-                hooks.transition("step_failed", step.name, t.id, _describe(e))
-            raise StepError(step.name, t.id, e) from e
-        name = step.name
-        if hooks is not None:
-            hooks.transition("step", name, t.id)
-        values = self.count_transition(t)
-        values["cur_step"] = name
-        values["cur_callback"] = ""
-        if step.compensate is not None:
-            self.append(self.state.completed, name)
-        self.build()
-        checkpoint = self._checkpoint
-        if checkpoint is not None:
-            result = checkpoint(_AFTER_STEP)
-            if result is not None and inspect.isawaitable(result):
-                await result
-        self.undo.clear()
-        if self.cond_waiters:
-            await self.check_conditions()
-        if not _refind(frames, self.root, step):
-            frames[:] = self.locate(name, Step, t)[0]
-
-    def enter_loop(self, t: Thread, loop: For, frames: Frames) -> Stmt | None:
-        cond = loop.cond
-        if cond is not True and (cond is False or not self.evaluate(cond, loop, t)):
-            self.loops_entered.discard(id(loop))
-            return _advance(frames)
-        key = id(loop)
-        if key in self.loops_entered or not loop.stmts:
-            raise DefinitionError(
-                f"an iteration of For {loop.name!r} in thread {t.id!r} neither ran a step "
-                "nor waited; every iteration must park at least once"
-            )
-        self.loops_entered.add(key)
-        frames.append((loop, 0))
-        return loop.stmts[0]
 
     def start_thread(self, t: Thread, go: Go) -> None:
         if go.id is None:
@@ -619,49 +715,46 @@ class _Run:
                 ) from e
             if not isinstance(tid, str) or not tid:
                 raise DefinitionError(f"the id of Go {go.name!r} must be a non-empty str, got {tid!r}")
-        if tid in self.thread_ids:
+        thread_ids = self.thread_ids
+        if thread_ids is None:
+            thread_ids = self.thread_ids = {x.id for x in self.state.threads}
+        if tid in thread_ids:
             raise DefinitionError(
                 f"Go {go.name!r} would start thread {tid!r}, but a thread with that id is "
                 "running; give Go an id=... that differs per thread"
             )
-        new = Thread(id=tid, name=go.name)
+        new = _validate_thread({"id": tid, "name": go.name})
         self.append(self.state.threads, new)
-        self.thread_ids.add(tid)
-        self.position[id(new)] = self.next_position
-        self.next_position += 1
+        thread_ids.add(tid)
         self.enqueue(new)
 
     def enqueue(self, t: Thread) -> None:
-        """Make ``t`` runnable; it runs after the running thread, in state.threads order."""
-        heapq.heappush(self.queue, (self.position[id(t)], t))
+        """Make ``t``, the last of state.threads, runnable after every thread queued before it."""
+        self.queue.append(t)
 
     def wake(self, t: Thread) -> None:
         """Make a parked thread runnable: it moves to the end of state.threads and the queue."""
         threads = self.state.threads
         if threads[-1] is not t:
             self.set(self.state, "threads", [x for x in threads if x is not t] + [t])
-        self.position[id(t)] = self.next_position
-        self.next_position += 1
         self.enqueue(t)
 
     def park_on_wait(self, t: Thread, wait: Wait) -> None:
         events = [e for e in t.wait_events if e.status in _LEFT_EVENT] if t.wait_events else []
         state_id = self.state.id
-        # WaitEvent.model_validate() without its Python wrapper, which costs a
-        # third of the call; pydantic-core builds the nested CallbackRequest.
-        validate = WaitEvent.__pydantic_validator__.validate_python
-        for on in wait.events:
+        validate = _validate_wait_event
+        for on in wait._kids:
             req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc}
             events.append(validate({"type": on.handler.type, "req": req}))
         values = self.touch(t)
         values["wait_events"] = events
-        values["status"] = ThreadStatus.WAITING_EVENT
+        values["status"] = _WAITING_EVENT
         values["cur_step"] = wait.name
         if values["cur_callback"]:
             values["cur_callback"] = ""
 
     def park_on_condition(self, t: Thread, wait_for: WaitFor) -> None:
-        self.set(t, "status", ThreadStatus.WAITING_CONDITION)
+        self.set(t, "status", _WAITING_CONDITION)
         self.set(t, "cur_step", wait_for.name)
         if t.cur_callback:
             self.set(t, "cur_callback", "")
@@ -682,7 +775,7 @@ class _Run:
         if t.cur_callback:
             self.set(t, "cur_callback", "")
         self.build()
-        await self.checkpoint(CheckpointType.AFTER_CONDITION)
+        await self.checkpoint(_AFTER_CONDITION)
 
     async def check_conditions(self) -> None:
         """Wake the threads whose ``WaitFor`` condition is true, in thread order."""
@@ -694,15 +787,15 @@ class _Run:
                 i += 1
                 continue
             del self.cond_waiters[i]
-            self.set(t, "status", ThreadStatus.RESUMING)
-            if self.state.status != WorkflowStatus.RESUMING:
-                self.set(self.state, "status", WorkflowStatus.RESUMING)
+            self.set(t, "status", _THREAD_RESUMING)
+            if self.state.status != _WORKFLOW_RESUMING:
+                self.set(self.state, "status", _WORKFLOW_RESUMING)
             self.wake(t)
             if wait_for.handler is not None:
                 await self.run_condition_handler(t, wait_for)
                 i = 0  # the handler may have changed what the other conditions see
 
-    async def end_thread(self, t: Thread) -> None:
+    def end_thread(self, t: Thread) -> None:
         """The thread finished its body or returned."""
         if t.id == MAIN_THREAD:
             self.finished = True
@@ -713,9 +806,14 @@ class _Run:
             main = next(m for m in self.state.threads if m.id == MAIN_THREAD)
             self.set(main, "wait_events", [*main.wait_events, *t.wait_events])
         threads = self.state.threads
-        i = next(i for i, other in enumerate(threads) if other is t)
+        i = 0
+        for other in threads:
+            if other is t:
+                break
+            i += 1
         self.remove(threads, i)
-        self.thread_ids.discard(t.id)
+        if self.thread_ids is not None:
+            self.thread_ids.discard(t.id)
 
     async def finish(self) -> None:
         """The main thread returned: tear down every parked event, drop the threads.
@@ -727,12 +825,16 @@ class _Run:
         repeats the main thread's last stretch and the teardowns, which run
         at least once anyway.
         """
-        await self.teardown_all(checkpoints=False)
-        self.set(self.state, "status", WorkflowStatus.FINISHED)
-        self.set(self.state, "threads", [])
+        for t in self.state.threads:
+            if t.wait_events:
+                await self.teardown_all(checkpoints=False)
+                break
+        values = self.touch(self.state)
+        values["status"] = _FINISHED
+        values["threads"] = []
         if self.hooks is not None:
             self.hooks.transition("finished")
-        await self.checkpoint(CheckpointType.AFTER_RESUME)
+        await self.checkpoint(_AFTER_RESUME)
 
     # -- events --------------------------------------------------------------
 
@@ -746,7 +848,7 @@ class _Run:
             await self.hooks.before_effect()
         try:
             result = handler.teardown(e.req, e.handled)
-            if result is not None and inspect.isawaitable(result):
+            if result is not None and isawaitable(result):
                 await result
         except Exception as exc:
             if self.hooks is not None:
@@ -757,15 +859,20 @@ class _Run:
             )
             if keep_failed:
                 values = self.touch(e)
-                values["status"] = WaitEventStatus.TEARDOWN_ERROR
+                values["status"] = _TEARDOWN_ERROR
                 values["error"] = _describe(exc)
-                await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
+                await self.checkpoint(_AFTER_TEARDOWN)
                 return
         if self.hooks is not None:
             self.hooks.transition("teardown", e.req.name, t.id)
         self.set(t, "wait_events", [x for x in t.wait_events if x is not e])
         if checkpoint:
-            await self.checkpoint(CheckpointType.AFTER_TEARDOWN)
+            save = self._checkpoint
+            if save is not None:
+                result = save(_AFTER_TEARDOWN)
+                if result is not None and isawaitable(result):
+                    await result
+            self.undo.clear()
 
     async def teardown_left_events(self) -> None:
         """Retry the teardowns of events whose Wait was left."""
@@ -778,23 +885,26 @@ class _Run:
         """Tear down every event that was set up or left; failures are logged."""
         for t in list(self.state.threads):
             for e in list(t.wait_events):
-                if e.status in _LEFT_EVENT or e.status == WaitEventStatus.SETUP:
+                if e.status in _LEFT_EVENT or e.status == _SET_UP:
                     await self.teardown(t, e, keep_failed=False, checkpoint=checkpoints)
 
-    async def setup_parked_events(self) -> _Failures:
-        failures = _Failures()
+    async def setup_parked_events(self) -> _Failures | None:
+        """Set up the events of parked threads that are not (yet) set up; return the failures."""
+        failures = None
+        hooks = self.hooks
         for t in self.state.threads:
-            if t.status != ThreadStatus.WAITING_EVENT:
+            if t.status != _WAITING_EVENT:
                 continue
             for e in t.wait_events:
                 if e.status not in _NEEDS_SETUP:
                     continue
+                req = e.req
                 handler = self.event_of(t, e).handler
-                if self.hooks is not None and handler.side_effects:
-                    await self.hooks.before_effect()
+                if hooks is not None and handler.side_effects:
+                    await hooks.before_effect()
                 try:
-                    data = handler.setup(e.req)
-                    if data is not None and inspect.isawaitable(data):
+                    data = handler.setup(req)
+                    if data is not None and isawaitable(data):
                         data = await data
                     if data is None:
                         data = ""
@@ -803,22 +913,32 @@ class _Run:
                             f"{type(handler).__name__}.setup must return a str, got {type(data).__name__}"
                         )
                 except Exception as exc:
-                    failures[(t.id, e.req.name)] = _describe(exc)
+                    if failures is None:
+                        failures = _Failures()
+                    failures[(t.id, req.name)] = _describe(exc)
                     failures.cause = failures.cause or exc
                     values = self.touch(e)
-                    values["status"] = WaitEventStatus.SETUP_ERROR
+                    values["status"] = _SETUP_ERROR
                     values["error"] = _describe(exc)
-                    if self.hooks is not None:
-                        self.hooks.transition("setup_error", e.req.name, t.id, _describe(exc))
+                    if hooks is not None:
+                        hooks.transition("setup_error", req.name, t.id, _describe(exc))
                 else:
-                    if self.hooks is not None:
-                        self.hooks.transition("setup", e.req.name, t.id)
-                    self.set(e.req, "setup_data", data)
+                    if hooks is not None:
+                        hooks.transition("setup", req.name, t.id)
+                    if data == req.setup_data:
+                        _writable(req)  # unchanged: nothing to undo
+                    else:
+                        self.set(req, "setup_data", data)
                     values = self.touch(e)
-                    values["status"] = WaitEventStatus.SETUP
+                    values["status"] = _SET_UP
                     if values["error"]:
                         values["error"] = ""
-                await self.checkpoint(CheckpointType.AFTER_SETUP)
+                save = self._checkpoint
+                if save is not None:
+                    result = save(_AFTER_SETUP)
+                    if result is not None and isawaitable(result):
+                        await result
+                self.undo.clear()
         return failures
 
     # -- handle_callback -----------------------------------------------------
@@ -833,7 +953,7 @@ class _Run:
         self.build()
         thread, event, stale = None, None, None
         for t in state.threads:
-            if t.status != ThreadStatus.WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
+            if t.status != _WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
                 continue
             for e in t.wait_events:
                 if e.req.name == req.name and e.status in _PARKED_EVENT:
@@ -856,10 +976,10 @@ class _Run:
                 f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
             )
         wait = self.find(thread.cur_step, Wait, thread)
-        on = wait.events[self.event_index(wait, req.name, thread)]
+        on = wait._kids[self.event_index(wait, req.name, thread)]
         try:
             reply = on.handler.handle(event.req, payload)
-            if reply is not None and inspect.isawaitable(reply):
+            if reply is not None and isawaitable(reply):
                 reply = await reply
         except ProcflowError:
             raise
@@ -868,23 +988,24 @@ class _Run:
                 f"the handler of event {req.name!r} in thread {thread.id!r} of "
                 f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}"
             ) from e
+        # Nothing below can fail, so these changes need no undo log.
         events: list[WaitEvent] = []
         for ev in thread.wait_events:
-            if ev.status == WaitEventStatus.SETUP:
-                values = self.touch(ev)
-                values["status"] = WaitEventStatus.PENDING_TEARDOWN
+            if ev.status == _SET_UP:
+                values = _writable(ev)
+                values["status"] = _PENDING_TEARDOWN
                 values["handled"] = ev is event
             elif ev.status not in _LEFT_EVENT:
                 continue  # never set up, so there is nothing to tear down
             events.append(ev)
-        values = self.touch(thread)
+        values = _writable(thread)
         values["wait_events"] = events
-        values["status"] = ThreadStatus.RESUMING
+        values["status"] = _THREAD_RESUMING
         values["cur_callback"] = req.name
         values["pc"] += 1
-        values = self.touch(state)
+        values = _writable(state)
         values["pc"] += 1
-        values["status"] = WorkflowStatus.RESUMING
+        values["status"] = _WORKFLOW_RESUMING
         if self.hooks is not None:
             self.hooks.transition("event", req.name, thread.id)
         return reply
@@ -902,12 +1023,12 @@ class _Run:
             if compensate:
                 await self.compensate()
             await self.teardown_all()
-            self.set(state, "status", WorkflowStatus.CANCELLED)
+            self.set(state, "status", _CANCELLED)
             self.set(state, "reason", reason)
             if self.hooks is not None:
                 self.hooks.transition("cancelled", detail=reason)
             self.set(state, "threads", [])
-            await self.checkpoint(CheckpointType.AFTER_RESUME)
+            await self.checkpoint(_AFTER_RESUME)
         except BaseException:
             self.rollback()
             raise
@@ -938,7 +1059,7 @@ class _Run:
             completed = self.state.completed
             self.set(self.state, "pc", self.state.pc + 1)
             self.build()
-            await self.checkpoint(CheckpointType.AFTER_STEP)
+            await self.checkpoint(_AFTER_STEP)
 
 
 # Stands for the thread in messages about compensations, which belong to no thread.

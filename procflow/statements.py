@@ -2,15 +2,18 @@
 
 Statements are small immutable objects, cheap to build because
 ``definition()`` runs again after every step. Constructors check only their
-own arguments; ``validate`` (and ``index``, which the interpreter uses) walks
-a tree once to check it as a whole and to map each position name to its path
-of child indices. After that, a rebuilt tree of the same shape is navigated by
-path, so the interpreter never walks the whole tree on a step.
+own arguments; ``validate`` (and ``index``) walks a tree once to check it as
+a whole and to map each position name to its path of child indices. The
+interpreter checks the first tree of each call through a ``ShapeCache``, which
+compares a tree of a known shape with that shape instead of indexing it again.
+After that, a rebuilt tree of the same shape is navigated by path, so the
+interpreter never walks the whole tree on a step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeAlias
 
 from .errors import DefinitionError
@@ -33,6 +36,7 @@ __all__ = [
     "Return",
     "S",
     "Section",
+    "ShapeCache",
     "Step",
     "Stmt",
     "Switch",
@@ -115,17 +119,27 @@ class _Container(Stmt):
 class Section(_Container):
     """A block: its statements run in order. ``S(*stmts)`` is the short form."""
 
-    __slots__ = ("stmts",)
+    __slots__ = ()
     _kind = SEQUENCE
 
     def __init__(self, stmts: Sequence[Stmt] = ()) -> None:
-        self.stmts = self._kids = stmts if type(stmts) is tuple else tuple(stmts)
+        self._kids = stmts if type(stmts) is tuple else tuple(stmts)
 
+    @property
+    def stmts(self) -> tuple[Stmt, ...]:
+        """The statements of the block, in order."""
+        return self._kids
+
+
+_new = object.__new__
 
 
 def S(*stmts: Stmt) -> Section:
     """Return a ``Section`` of ``stmts``, run in order."""
-    return Section(stmts)
+    # Section(stmts) without the call of __init__: S is in every definition().
+    section: Section = _new(Section)
+    section._kids = stmts
+    return section
 
 
 class Step(Stmt):
@@ -163,7 +177,7 @@ class Step(Stmt):
 class Case(_Container):
     """A branch of a ``Switch``: runs ``stmts`` when ``cond`` is true."""
 
-    __slots__ = ("cond", "name", "stmts")
+    __slots__ = ("cond", "name")
     _kind = SEQUENCE
 
     def __init__(self, cond: Condition, name: str, *stmts: Stmt) -> None:
@@ -173,8 +187,12 @@ class Case(_Container):
             raise _bad_condition(type(self).__name__, name, cond)
         self.name = name
         self.cond = cond
-        self.stmts = self._kids = stmts
+        self._kids = stmts
 
+    @property
+    def stmts(self) -> tuple[Stmt, ...]:
+        """The statements run when the case is taken."""
+        return self._kids
 
 
 class Default(Case):
@@ -183,22 +201,30 @@ class Default(Case):
     __slots__ = ()
 
     def __init__(self, name: str, *stmts: Stmt) -> None:
-        super().__init__(True, name, *stmts)
+        if type(name) is not str or not name:
+            raise _bad_name(type(self).__name__, name)
+        self.name = name
+        self.cond = True
+        self._kids = stmts
 
 
 class Switch(_Container):
     """Runs the first case whose condition is true, then continues after itself."""
 
-    __slots__ = ("cases",)
+    __slots__ = ()
     _kind = CHOICE
+    _kids: tuple[Case, ...]
 
     def __init__(self, *cases: Case) -> None:
         for c in cases:
             if not isinstance(c, Case):
                 raise DefinitionError(f"Switch takes Case and Default statements, got {c!r}")
-        self.cases: tuple[Case, ...] = cases
         self._kids = cases
 
+    @property
+    def cases(self) -> tuple[Case, ...]:
+        """The cases, in order."""
+        return self._kids
 
     def elif_(self, cond: Condition, name: str, *stmts: Stmt) -> Switch:
         """Return this switch with one more ``Case`` at the end."""
@@ -224,7 +250,7 @@ class For(_Container):
     ``resume`` raises ``DefinitionError``.
     """
 
-    __slots__ = ("cond", "name", "stmts")
+    __slots__ = ("cond", "name")
     _kind = LOOP
 
     def __init__(self, name: str, cond: Condition, *stmts: Stmt) -> None:
@@ -234,8 +260,12 @@ class For(_Container):
             raise _bad_condition("For", name, cond)
         self.name = name
         self.cond = cond
-        self.stmts = self._kids = stmts
+        self._kids = stmts
 
+    @property
+    def stmts(self) -> tuple[Stmt, ...]:
+        """The body of the loop."""
+        return self._kids
 
 
 class _Jump(Stmt):
@@ -283,7 +313,6 @@ class Go(_Container):
         self._kids = (body,)
 
 
-
 class On(_Container):
     """An event of a ``Wait``: its ``Handler`` and the statements run once it was handled.
 
@@ -292,7 +321,7 @@ class On(_Container):
     once one is (by default such an event is refused with ``CallbackNotFound``).
     """
 
-    __slots__ = ("buffer", "handler", "max_attempts", "name", "stmts")
+    __slots__ = ("buffer", "handler", "max_attempts", "name")
     _kind = SEQUENCE
     _positional = True
 
@@ -307,8 +336,12 @@ class On(_Container):
                 f"{type(self).__name__} {name!r}: the handler must be a procflow.Handler, got {handler!r}"
             )
         self.handler = handler
-        self.stmts = self._kids = stmts
+        self._kids = stmts
 
+    @property
+    def stmts(self) -> tuple[Stmt, ...]:
+        """The statements run once the event was handled."""
+        return self._kids
 
 
 class OnEvent(On):
@@ -321,7 +354,7 @@ class OnEvent(On):
     event (below N it stays parked and each sender gets the ``PayloadError``).
     """
 
-    __slots__ = ()
+    __slots__ = ("_handler", "fn")
 
     def __init__(
         self,
@@ -340,24 +373,35 @@ class OnEvent(On):
         if type(name) is not str or not name:
             raise _bad_name(type(self).__name__, name)
         self.name = name
+        self.fn = fn
         self.buffer = buffer
         self.max_attempts = max_attempts
-        self.handler = FunctionHandler(fn)
-        self.stmts = self._kids = stmts
+        self._handler: Handler | None = None
+        self._kids = stmts
 
+    # The FunctionHandler is made when first asked for: most trees a
+    # definition() returns are only navigated, never asked to handle an event.
     @property
-    def fn(self) -> Callable[..., Any]:
-        """The function that handles the event."""
-        return self.handler.fn  # type: ignore[attr-defined, no-any-return]
+    def handler(self) -> Handler:
+        """The ``FunctionHandler`` of ``fn``."""
+        handler = self._handler
+        if handler is None:
+            handler = self._handler = FunctionHandler(self.fn)
+        return handler
+
+    @handler.setter
+    def handler(self, handler: Handler) -> None:
+        self._handler = handler
 
 
 class Wait(_Container):
     """Parks the thread until one of ``events`` arrives, runs that event's
     statements, then continues after itself."""
 
-    __slots__ = ("events", "name")
+    __slots__ = ("name",)
     _kind = CHOICE
     _positional = True
+    _kids: tuple[On, ...]
 
     def __init__(self, name: str, *events: On) -> None:
         if type(name) is not str or not name:
@@ -368,9 +412,12 @@ class Wait(_Container):
                 raise DefinitionError(f"Wait {name!r} takes On and OnEvent events, got {e!r}")
         if not events:
             raise DefinitionError(f"Wait {name!r} needs at least one event")
-        self.events: tuple[On, ...] = events
         self._kids = events
 
+    @property
+    def events(self) -> tuple[On, ...]:
+        """The events, in order."""
+        return self._kids
 
 
 class WaitFor(Stmt):
@@ -495,6 +542,160 @@ def _check_placement(parent: Stmt | None, stmt: Stmt) -> None:
     if isinstance(stmt, Case) and not isinstance(parent, Switch):
         kind = type(stmt).__name__
         raise DefinitionError(f"invalid definition: {kind} {stmt.name!r} is not inside a Switch (or If)")
+
+
+# The shape of a container's children: for each child, its exact class, its
+# name and the shape of its own children, in nested tuples. It holds no
+# statement and no user object.
+_Kids: TypeAlias = tuple[tuple[type, str, Any], ...]
+
+
+def _kids_shape(kids: tuple[Stmt, ...]) -> _Kids:
+    return tuple((type(k), k.name, _kids_shape(k._kids) if k._kids else ()) for k in kids)
+
+
+def _same_kids(kids: tuple[Stmt, ...], shape: _Kids) -> bool:
+    if len(kids) != len(shape):
+        return False
+    i = 0  # indexing by hand: zip() costs half of a small tree's walk
+    for cls, name, inner in shape:
+        kid = kids[i]
+        # The class first: a child that is no statement never gets its name read.
+        if type(kid) is not cls or kid.name != name:
+            return False
+        if inner:
+            if not _same_kids(kid._kids, inner):
+                return False
+        elif kid._kids:
+            return False
+        i += 1  # noqa: SIM113
+    return True
+
+
+def _compile_shape(root: Stmt) -> Callable[[Stmt], bool]:
+    """A function telling whether a tree has the shape of ``root``.
+
+    It does what ``_same_kids`` does, unrolled into straight-line code for
+    this one shape: no loop, no recursion, no tuple to unpack. The classes
+    and names it compares with are passed in its namespace, never written
+    into its source.
+    """
+    values: dict[str, object] = {}
+    lines = ["def same(n0):"]
+
+    def const(value: object) -> str:
+        name = f"c{len(values)}"
+        values[name] = value
+        return name
+
+    def visit(node: Stmt, depth: int) -> None:
+        var = f"n{depth}"
+        lines.append(f" if type({var}) is not {const(type(node))} or {var}.name != {const(node.name)}:")
+        lines.append("  return False")
+        kids = node._kids
+        if not kids:
+            lines.append(f" if {var}._kids:")
+            lines.append("  return False")
+            return
+        lines.append(f" k{depth} = {var}._kids")
+        lines.append(f" if len(k{depth}) != {len(kids)}:")
+        lines.append("  return False")
+        for i, kid in enumerate(kids):
+            lines.append(f" n{depth + 1} = k{depth}[{i}]")
+            visit(kid, depth + 1)
+
+    visit(root, 0)
+    lines.append(" return True")
+    exec("\n".join(lines), values)
+    same: Callable[[Stmt], bool] = values["same"]  # type: ignore[assignment]
+    return same
+
+
+def _size(kids: _Kids) -> int:
+    return len(kids) + sum(_size(inner) for _, _, inner in kids if inner)
+
+
+class _Known:
+    """A tree shape ``ShapeCache`` checked, with the paths of its names."""
+
+    __slots__ = ("cls", "compile", "kids", "name", "paths", "same")
+
+    def __init__(self, root: Stmt, paths: dict[str, Path]) -> None:
+        self.cls = type(root)
+        self.name = root.name
+        self.kids = _kids_shape(root._kids)
+        self.paths = paths
+        # The compiled comparison, made when the shape is seen again.
+        self.same: Callable[[Stmt], bool] | None = None
+        self.compile = _size(self.kids) < ShapeCache.compile_below
+
+    def matches(self, root: Stmt) -> bool:
+        same = self.same
+        if same is not None:
+            return same(root)
+        if type(root) is not self.cls or root.name != self.name or not _same_kids(root._kids, self.kids):
+            return False
+        if self.compile:
+            self.same = _compile_shape(root)
+        return True
+
+
+class ShapeCache:
+    """``index`` with a memory of the tree shapes it checked, for each key.
+
+    ``definition()`` returns a new tree on every call, but usually of the same
+    shape. Whether a tree is valid, and the path of each name, depend only on
+    its shape: the exact class and name of every statement and how they nest
+    (a condition's value or a step's action play no part). ``index`` of a tree
+    whose shape equals a remembered one therefore returns that shape's paths
+    after a walk that compares the two, which costs a fraction of the full
+    check and allocates nothing. Every tree is still checked as a whole: a
+    tree with a duplicate name never has a remembered shape, so it is indexed
+    and raises. A tree of a new shape is indexed and its shape remembered.
+    When a shape of fewer than ``compile_below`` statements is seen again,
+    its comparison is compiled into straight-line Python code, which halves
+    its cost again; the comparison of a bigger one is a loop.
+
+    The key (the interpreter uses the workflow's class) only narrows the
+    shapes a tree is compared with; the comparison decides. Memory is
+    bounded: at most ``shapes`` shapes per key (the most recently used) and
+    ``keys`` keys (the oldest is forgotten first). The shapes hold classes
+    and names, never statements or workflow objects. The returned paths are
+    shared by every caller and must not be changed. Safe to use from many
+    threads: a key's shapes are replaced as a whole, under a lock.
+    """
+
+    compile_below = 200
+
+    def __init__(self, keys: int = 64, shapes: int = 4) -> None:
+        self.max_keys = keys
+        self.max_shapes = shapes
+        self._known: dict[Hashable, tuple[_Known, ...]] = {}
+        self._lock = threading.Lock()
+
+    def index(self, definition: Stmt, key: Hashable) -> dict[str, Path]:
+        """``index(definition)``, from a remembered shape when ``definition`` has one.
+
+        Raises:
+            DefinitionError: as ``index``.
+        """
+        known = self._known.get(key, ())
+        i = 0
+        for shape in known:
+            if shape.matches(definition):
+                if i:  # most recently used first
+                    with self._lock:
+                        self._known[key] = (shape, *known[:i], *known[i + 1 :])
+                return shape.paths
+            i += 1  # noqa: SIM113
+        paths = index(definition)
+        shape = _Known(definition, paths)
+        with self._lock:
+            known = self._known.pop(key, ())
+            if len(self._known) >= self.max_keys:
+                del self._known[next(iter(self._known))]
+            self._known[key] = (shape, *known[: self.max_shapes - 1])
+        return paths
 
 
 def validate(definition: Stmt) -> None:

@@ -1178,7 +1178,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--big", action="store_true", help="then run bench/bigstore.py (1,000,000 parked)")
     parser.add_argument("--n", type=int, default=None, help="instances per fan-in (default 1000; quick 200)")
-    parser.add_argument("--senders", type=int, default=8, help="concurrent senders in the second run")
+    parser.add_argument("--senders", type=int, default=16, help="concurrent senders in the second run")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument(
         "--raw", type=int, default=None, help="commits per raw loop (default 3000; quick 500)"

@@ -32,12 +32,13 @@ _MAX_BATCH = 64
 _BUSY_CHECKPOINT = 500
 """Commits after which the WAL is checkpointed even if the queue never empties."""
 
-_IDLE_CHECKPOINT = 100
+_IDLE_CHECKPOINT = 300
 """Commits after which the WAL is checkpointed once the queue is empty.
 
 Not after every commit: a checkpoint fsyncs twice, and the next write, which
-usually arrives while it runs, would wait for it. A hundred commits keep the
-WAL at a few MB, rewritten in place, and make the wait rare.
+usually arrives while it runs, would wait for it. Every 300 commits keeps the
+WAL at a few MB, rewritten in place, and makes the wait rare (about one
+event in 150 on a steady stream of sends, so it stays out of the p99).
 """
 
 

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._calling import isawaitable
 from .errors import DefinitionError, PayloadError
 from .state import CallbackRequest
 
@@ -212,13 +211,16 @@ class FunctionHandler(Handler):
                 errors,
             ) from e
 
-    async def handle(self, req: CallbackRequest, payload: Any) -> Any:
-        value = self.validate(payload)
+    def handle(self, req: CallbackRequest, payload: Any) -> Any:
+        """Validate ``payload`` and return ``fn``'s result (awaitable when ``fn`` is async).
+
+        Raises:
+            PayloadError: the payload does not validate; ``fn`` is not called.
+        """
         fn = self.fn
-        result = fn(value) if _signature_of(fn).takes_payload else fn()
-        if result is not None and isawaitable(result):
-            return await result
-        return result
+        if _signature_of(fn).takes_payload:
+            return fn(self.validate(payload))
+        return fn()
 
 
 def _jsonable(error: ValidationError) -> list[dict[str, Any]]:

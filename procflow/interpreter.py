@@ -518,7 +518,7 @@ class _Run:
             if state.status != done:
                 self.set(state, "status", done)
             failures = await self.setup_parked_events()
-            if self.dirty:
+            if self.undo:
                 await self.checkpoint(_AFTER_RESUME)
         except BaseException:
             self.rollback()
@@ -843,7 +843,7 @@ class _Run:
 
     async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool, checkpoint: bool = True) -> None:
         """Tear ``e`` down; with ``checkpoint``, tell the hooks first and checkpoint after."""
-        handler = self.event_of(t, e).handler
+        handler = self.find(e.req.name, On, t).handler
         if checkpoint and self.hooks is not None and handler.side_effects:
             await self.hooks.before_effect()
         try:
@@ -876,9 +876,11 @@ class _Run:
 
     async def teardown_left_events(self) -> None:
         """Retry the teardowns of events whose Wait was left."""
-        for t in list(self.state.threads):
-            if t.wait_events:
-                for e in [e for e in t.wait_events if e.status in _LEFT_EVENT]:
+        # teardown() replaces a thread's list of events rather than changing
+        # it, and ends no thread: both loops may run over the lists as they are.
+        for t in self.state.threads:
+            for e in t.wait_events:
+                if e.status in _LEFT_EVENT:
                     await self.teardown(t, e, keep_failed=True)
 
     async def teardown_all(self, *, checkpoints: bool = True) -> None:
@@ -899,7 +901,7 @@ class _Run:
                 if e.status not in _NEEDS_SETUP:
                     continue
                 req = e.req
-                handler = self.event_of(t, e).handler
+                handler = self.find(req.name, On, t).handler
                 if hooks is not None and handler.side_effects:
                     await hooks.before_effect()
                 try:

@@ -70,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import anyio  # noqa: E402
+from _revision import git_revision  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 import procflow as pf  # noqa: E402
@@ -899,28 +900,6 @@ def load() -> str:
         return ", ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
-
-
-def git_revision() -> str:
-    """`` (git <commit>[, with uncommitted changes])`` of the measured procflow, if known."""
-    package = Path(pf.__file__).parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            cwd=package,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    if head.returncode != 0:
-        return ""
-    changes = ", with uncommitted changes" if dirty.stdout.strip() else ""
-    return f" (git {head.stdout.strip()}{changes})"
 
 
 def filesystem(folder: Path) -> str:

@@ -61,7 +61,6 @@ import gc
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -74,6 +73,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
+from _revision import git_revision
 
 import procflow as pf
 
@@ -578,28 +578,6 @@ def print_header(repeat: int, quick: bool) -> None:
     )
     print(f"load:      {load()} (1, 5, 15 min load averages at the start)")
     print()
-
-
-def git_revision() -> str:
-    """`` (git <commit>[, with uncommitted changes])`` of the measured procflow, if known."""
-    package = Path(pf.__file__).parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            cwd=package,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    if head.returncode != 0:
-        return ""
-    changes = ", with uncommitted changes" if dirty.stdout.strip() else ""
-    return f" (git {head.stdout.strip()}{changes})"
 
 
 def load() -> str:

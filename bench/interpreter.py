@@ -31,10 +31,11 @@ Method:
 * Time in ``definition()`` is measured by a subclass whose ``definition``
   wraps the workflow's with ``perf_counter_ns``. The wrapper's own cost,
   calibrated on an empty wrapped method, is taken out of both the definition
-  time and the total. The wrapper also keeps the last two trees alive so that
-  the tree each call replaces is freed inside ``definition()``'s measured span
-  (otherwise the interpreter, dropping its last reference, would be charged
-  for freeing the user's N statements); the "(freeing)" column shows that part.
+  time and the total. The wrapper also keeps the tree it returned last alive,
+  so that the tree each call replaces is freed inside ``definition()``'s
+  measured span (the interpreter lets go of it before the call; its last
+  reference would otherwise charge the interpreter for freeing the user's N
+  statements); the "(freeing)" column shows that part.
 * "control" rows (line and Go declared only, whose definitions grow with N):
   the N = 10 workflow whose ``definition()`` also builds, and holds until its
   next call, the statements the N = 1000 tree would add. The interpreter sees
@@ -257,7 +258,7 @@ class GoLoop:
 
 
 # Controls: the N=10 tree, plus the statements the N=1000 tree would add, built
-# on every call and held until the next one (as the interpreter holds a tree).
+# on every call and held until the next one (as the wrapper holds a tree).
 
 
 @dataclass
@@ -265,6 +266,7 @@ class LineControl(Line):
     extra: int = 0
 
     def definition(self) -> pf.Section:
+        self._ballast = None
         self._ballast = [pf.Step(f"step{k}", self.tick) for k in range(self.n, self.n + self.extra)]
         return super().definition()
 
@@ -274,6 +276,7 @@ class GoDeclaredControl(GoDeclared):
     extra: int = 0
 
     def definition(self) -> pf.Section:
+        self._ballast = None
         self._ballast = [
             pf.Go(f"worker{k}", pf.Step(f"work{k}", self.work)) for k in range(self.n, self.n + self.extra)
         ]
@@ -307,7 +310,7 @@ class Accumulator:
 
     def reset(self) -> None:
         self.ns = 0  # in definition(), freeing included
-        self.free_ns = 0  # of which: freeing the tree definition() returned two calls before
+        self.free_ns = 0  # of which: freeing the tree definition() returned last
         self.calls = 0
 
 
@@ -317,27 +320,22 @@ def timed_subclass(cls: type[Any]) -> tuple[type[Any], Accumulator]:
     Each call returns a new tree and the one it replaces must be freed: with N
     statements that is O(N) work, the mirror image of building it, and the cost
     of the workflow's definition rather than the interpreter's. Left alone, the
-    interpreter's last reference would free it, on the interpreter's time. So
-    the wrapper keeps the last two trees (the interpreter holds only the newest
-    by then) and drops the older one inside its measured span.
+    interpreter, which lets go of it before calling ``definition()`` again,
+    would free it on its own time. So the wrapper keeps the tree it returned
+    last and drops it first thing inside its measured span; the new tree is
+    then built in the memory the old one freed, as it is without the wrapper.
     """
     acc = Accumulator()
     inner = cls.definition
 
     def definition(self: Any) -> Any:
         t0 = perf_counter_ns()
-        root = inner(self)
+        self._bench_tree = None  # the interpreter let go of it already: it is freed here
         t1 = perf_counter_ns()
-        kept = self.__dict__.get("_bench_trees")
-        if kept is None:
-            self._bench_trees = [root]
-        else:
-            kept.append(root)
-            if len(kept) > 2:
-                del kept[0]  # the interpreter dropped this tree already: it is freed here
+        root = self._bench_tree = inner(self)
         t2 = perf_counter_ns()
         acc.ns += t2 - t0
-        acc.free_ns += t2 - t1
+        acc.free_ns += t1 - t0
         acc.calls += 1
         return root
 

@@ -182,11 +182,11 @@ def _advance(frames: Frames) -> Stmt | None:
     return None
 
 
-def _refind(frames: Frames, root: Stmt, stmt: Stmt) -> bool:
-    """Point ``frames`` at the same place in the new tree ``root``.
+def _refind(frames: Frames, root: Stmt, cls: type[Stmt], name: str) -> bool:
+    """Point ``frames`` at the same place (child indexes) in the new tree ``root``.
 
-    Returns whether ``stmt``'s counterpart (same name and class) is there;
-    if not, the definition changed shape and ``frames`` must be looked up.
+    Returns whether the statement there has class ``cls`` and ``name``; if
+    not, the definition changed shape and ``frames`` must be looked up.
     """
     node = root
     k = 0  # counted by hand: enumerate() costs a quarter of this
@@ -197,7 +197,7 @@ def _refind(frames: Frames, root: Stmt, stmt: Stmt) -> bool:
         frames[k] = (node, i)
         node = kids[i]
         k += 1  # noqa: SIM113
-    return type(node) is type(stmt) and node.name == stmt.name
+    return type(node) is cls and node.name == name
 
 
 def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
@@ -531,22 +531,7 @@ class _Run:
         self.loops_entered.clear()  # another thread's iterations say nothing about this one's
         values = self.count_transition(t)
         values["status"] = _EXECUTING
-        frames: Frames
-        node: Stmt | None
-        if t.cur_callback:
-            frames, wait = self.locate(t.cur_step, Wait, t)
-            frames.append((wait, self.event_index(wait, t.cur_callback, t)))
-            on = wait._kids[frames[-1][1]]
-            node = _enter(frames, on)
-        elif t.cur_step:
-            frames, _ = self.locate(t.cur_step, (Step, WaitFor), t)
-            node = _advance(frames)
-        elif t.id == MAIN_THREAD:
-            frames, node = [], self.root
-        else:
-            frames, go = self.locate(t.name, Go, t)
-            frames.append((go, 0))
-            node = go.body
+        frames, node = self.continue_at(t)
 
         # This loop runs for every statement a thread passes: steps and loops
         # are run inline, exact types are tested first.
@@ -588,6 +573,12 @@ class _Run:
                 try:
                     if node.compensate is not None:  # type: ignore[attr-defined]
                         self.append(state.completed, name)
+                    # The thread's place as child indexes, and no reference
+                    # into the old tree: it is freed before definition() builds
+                    # the new one, which then reuses its (cached) memory.
+                    for k in range(len(frames)):  # no loop variable left holding a container
+                        frames[k] = (_EMPTY, frames[k][1])
+                    node = self.root = _EMPTY
                     # build(), without the check of the run's first tree
                     try:
                         root = workflow.definition()
@@ -598,6 +589,7 @@ class _Run:
                     if not isinstance(root, Stmt):
                         raise self.not_a_statement(root)
                     self.root = root
+                    del root  # held by self.root alone, so that the next step can free it
                     loops_entered.clear()
                     checkpoint = self._checkpoint
                     if checkpoint is not None:
@@ -611,7 +603,7 @@ class _Run:
                 if self.cond_waiters:
                     await self.check_conditions()
                 # self.root: a WaitFor handler run by check_conditions rebuilds the tree
-                if not _refind(frames, self.root, node):
+                if not _refind(frames, self.root, cls, name):
                     frames[:] = self.locate(name, Step, t)[0]
                 node = _advance(frames)
             elif cls is For or (cls not in _BUILTIN and isinstance(node, For)):
@@ -621,15 +613,14 @@ class _Run:
                     node = _advance(frames)
                     continue
                 key = id(node)
-                kids = node._kids
-                if key in loops_entered or not kids:
+                if key in loops_entered or not node._kids:
                     raise DefinitionError(
                         f"an iteration of For {node.name!r} in thread {t.id!r} neither ran a step "
                         "nor waited; every iteration must park at least once"
                     )
                 loops_entered.add(key)
                 frames.append((node, 0))
-                node = kids[0]
+                node = node._kids[0]
             elif cls is Section:
                 node = _enter(frames, node)
             elif cls is Switch:
@@ -642,6 +633,21 @@ class _Run:
                 if node is _PARKED:
                     return
         self.end_thread(t)
+
+    def continue_at(self, t: Thread) -> tuple[Frames, Stmt | None]:
+        """Where the runnable thread ``t`` goes on: its frames and the statement to run next."""
+        if t.cur_callback:
+            frames, wait = self.locate(t.cur_step, Wait, t)
+            frames.append((wait, self.event_index(wait, t.cur_callback, t)))
+            return frames, _enter(frames, wait._kids[frames[-1][1]])
+        if t.cur_step:
+            frames = self.locate(t.cur_step, (Step, WaitFor), t)[0]
+            return frames, _advance(frames)
+        if t.id == MAIN_THREAD:
+            return [], self.root
+        frames, go = self.locate(t.name, Go, t)
+        frames.append((go, 0))
+        return frames, go.body
 
     async def run_other(self, t: Thread, node: Stmt, frames: Frames) -> Stmt | None:
         """Run the statements not special-cased in ``run_thread``, and subclasses."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -322,3 +323,46 @@ async def test_a_step_goes_on_in_the_tree_a_condition_handler_after_it_built() -
     await pf.resume(wf, wf.state, lambda kind: None)
     assert wf.ticks == 1
     assert wf.state.status == pf.WorkflowStatus.FINISHED
+
+
+class Tick:
+    """A step action that can be weakly referenced: it lives as long as its Step."""
+
+    def __init__(self, wf: CountsLiveTrees) -> None:
+        self.wf = wf
+
+    def __call__(self) -> None:
+        self.wf.i += 1
+
+
+@dataclass
+class CountsLiveTrees:
+    """Records, at each definition() call, whether any part of the tree it returned last is alive."""
+
+    state: pf.State = field(default_factory=lambda: pf.State.new("trees-1", "counts-live-trees"))
+    i: int = 0
+    last: list[weakref.ref[Tick]] = field(default_factory=list)  # one action at each level
+    alive_at_call: list[bool] = field(default_factory=list)
+
+    def definition(self) -> pf.Stmt:
+        if self.last:
+            self.alive_at_call.append(any(ref() is not None for ref in self.last))
+        actions = [Tick(self) for _ in range(4)]
+        self.last = [weakref.ref(a) for a in actions]
+        return pf.S(
+            pf.Step("first", actions[0]),
+            pf.For("loop", self.i < 4, pf.If(True, "inner", pf.Step("tick", actions[1]))),
+            pf.Go("worker", pf.S(pf.Step("work", actions[2]))),
+            pf.WaitFor("worked", self.i == 5),
+            pf.Step("last", actions[3]),
+        )
+
+
+async def test_a_step_lets_go_of_the_old_tree_before_definition_builds_the_new_one() -> None:
+    # So the new tree reuses the old one's memory: a big definition() then
+    # costs less and evicts less of the interpreter's data from the caches.
+    wf = CountsLiveTrees()
+    await pf.resume(wf, wf.state, lambda kind: None)
+    assert wf.state.status == pf.WorkflowStatus.FINISHED
+    assert wf.i == 6  # first, three ticks, work, last
+    assert wf.alive_at_call == [False] * 6  # one call after each step

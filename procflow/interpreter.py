@@ -46,6 +46,7 @@ from .errors import (
     StepError,
     WorkflowFinishedError,
 )
+from .handlers import FunctionHandler, Handler
 from .hooks import RunHooks
 from .state import (
     MAIN_THREAD,
@@ -67,6 +68,7 @@ from .statements import (
     For,
     Go,
     On,
+    OnEvent,
     Path,
     Return,
     Section,
@@ -133,6 +135,9 @@ _WORKFLOW_WAITING = WorkflowStatus.WAITING
 _FINISHED = WorkflowStatus.FINISHED
 _CANCELLED = WorkflowStatus.CANCELLED
 
+# The WaitEvent.type of an OnEvent, read without making its handler (see _listener).
+_FUNCTION_HANDLER = FunctionHandler.type
+
 # Model.model_validate() without its Python wrapper, which costs a third of
 # the call; pydantic-core builds a WaitEvent's nested CallbackRequest.
 _validate_wait_event = WaitEvent.__pydantic_validator__.validate_python
@@ -198,6 +203,18 @@ def _refind(frames: Frames, root: Stmt, cls: type[Stmt], name: str) -> bool:
         node = kids[i]
         k += 1  # noqa: SIM113
     return type(node) is cls and node.name == name
+
+
+def _listener(on: On) -> Handler | None:
+    """``on``'s handler, or ``None`` when its setup and teardown would do nothing.
+
+    An ``OnEvent`` makes its ``FunctionHandler``, which listens for nothing,
+    only when asked for it: parking on the event, setting it up and tearing it
+    down never ask, so only the delivery of an event makes one.
+    """
+    if type(on) is OnEvent and on._handler is None:
+        return None
+    return on.handler
 
 
 def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
@@ -751,7 +768,9 @@ class _Run:
         validate = _validate_wait_event
         for on in wait._kids:
             req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc}
-            events.append(validate({"type": on.handler.type, "req": req}))
+            handler = _listener(on)
+            kind = _FUNCTION_HANDLER if handler is None else handler.type
+            events.append(validate({"type": kind, "req": req}))
         values = self.touch(t)
         values["wait_events"] = events
         values["status"] = _WAITING_EVENT
@@ -849,26 +868,27 @@ class _Run:
 
     async def teardown(self, t: Thread, e: WaitEvent, *, keep_failed: bool, checkpoint: bool = True) -> None:
         """Tear ``e`` down; with ``checkpoint``, tell the hooks first and checkpoint after."""
-        handler = self.find(e.req.name, On, t).handler
-        if checkpoint and self.hooks is not None and handler.side_effects:
-            await self.hooks.before_effect()
-        try:
-            result = handler.teardown(e.req, e.handled)
-            if result is not None and isawaitable(result):
-                await result
-        except Exception as exc:
-            if self.hooks is not None:
-                self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
-            logger.warning(
-                "teardown of event %r of thread %r of %r %r failed: %s",
-                e.req.name, t.id, self.state.workflow, self.state.id, exc,
-            )
-            if keep_failed:
-                values = self.touch(e)
-                values["status"] = _TEARDOWN_ERROR
-                values["error"] = _describe(exc)
-                await self.checkpoint(_AFTER_TEARDOWN)
-                return
+        handler = _listener(self.find(e.req.name, On, t))
+        if handler is not None:
+            if checkpoint and self.hooks is not None and handler.side_effects:
+                await self.hooks.before_effect()
+            try:
+                result = handler.teardown(e.req, e.handled)
+                if result is not None and isawaitable(result):
+                    await result
+            except Exception as exc:
+                if self.hooks is not None:
+                    self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
+                logger.warning(
+                    "teardown of event %r of thread %r of %r %r failed: %s",
+                    e.req.name, t.id, self.state.workflow, self.state.id, exc,
+                )
+                if keep_failed:
+                    values = self.touch(e)
+                    values["status"] = _TEARDOWN_ERROR
+                    values["error"] = _describe(exc)
+                    await self.checkpoint(_AFTER_TEARDOWN)
+                    return
         if self.hooks is not None:
             self.hooks.transition("teardown", e.req.name, t.id)
         self.set(t, "wait_events", [x for x in t.wait_events if x is not e])
@@ -907,19 +927,21 @@ class _Run:
                 if e.status not in _NEEDS_SETUP:
                     continue
                 req = e.req
-                handler = self.find(req.name, On, t).handler
-                if hooks is not None and handler.side_effects:
+                handler = _listener(self.find(req.name, On, t))
+                if hooks is not None and handler is not None and handler.side_effects:
                     await hooks.before_effect()
                 try:
-                    data = handler.setup(req)
-                    if data is not None and isawaitable(data):
-                        data = await data
-                    if data is None:
-                        data = ""
-                    elif not isinstance(data, str):
-                        raise TypeError(
-                            f"{type(handler).__name__}.setup must return a str, got {type(data).__name__}"
-                        )
+                    data: Any = ""
+                    if handler is not None:
+                        data = handler.setup(req)
+                        if data is not None and isawaitable(data):
+                            data = await data
+                        if data is None:
+                            data = ""
+                        elif not isinstance(data, str):
+                            raise TypeError(
+                                f"{type(handler).__name__}.setup must return a str, got {type(data).__name__}"
+                            )
                 except Exception as exc:
                     if failures is None:
                         failures = _Failures()

@@ -201,6 +201,63 @@ def test_on_event_makes_its_handler_once_when_asked() -> None:
     assert event.handler is other
 
 
+@dataclass
+class Approval:
+    """Parks on an OnEvent whose handler is replaced when ``listener`` is set."""
+
+    listener: pf.Handler | None = None
+    events: list[pf.OnEvent] = field(default_factory=list)
+    state: pf.State = field(default_factory=lambda: pf.State.new("approval-1", "approval"))
+
+    def definition(self) -> pf.Stmt:
+        event = pf.OnEvent("approve", on_event)
+        if self.listener is not None:
+            event.handler = self.listener
+        self.events.append(event)
+        return pf.S(pf.Wait("decision", event), pf.Step("after", noop))
+
+
+async def test_an_on_event_makes_its_handler_only_when_the_event_arrives() -> None:
+    wf = Approval()
+    await pf.resume(wf, wf.state, lambda kind: None)
+    assert wf.state.threads[0].wait_events[0].type == FunctionHandler.type
+    assert wf.state.threads[0].wait_events[0].status == pf.WaitEventStatus.SETUP
+    assert all(event._handler is None for event in wf.events)
+
+    await pf.handle_callback(pf.CallbackRequest(name="approve"), wf, wf.state, 1)
+    delivered = len(wf.events)
+    await pf.resume(wf, wf.state, lambda kind: None)
+
+    assert wf.state.status == pf.WorkflowStatus.FINISHED
+    made = [i for i, event in enumerate(wf.events) if event._handler is not None]
+    assert made == [delivered - 1]  # in the tree handle_callback built, to handle the event
+
+
+async def test_an_on_event_given_another_handler_has_that_one_set_up_and_torn_down() -> None:
+    calls: list[str] = []
+
+    class Listener(pf.Handler):
+        type = "listener"
+
+        def setup(self, req: pf.CallbackRequest) -> str:
+            calls.append("setup")
+            return "subscribed"
+
+        def handle(self, req: pf.CallbackRequest, payload: Any) -> Any:
+            calls.append(f"handle {req.setup_data}")
+
+        def teardown(self, req: pf.CallbackRequest, handled: bool) -> None:
+            calls.append(f"teardown {handled}")
+
+    wf = Approval(listener=Listener())
+    await pf.resume(wf, wf.state, lambda kind: None)
+    assert wf.state.threads[0].wait_events[0].type == "listener"
+    await pf.handle_callback(pf.CallbackRequest(name="approve"), wf, wf.state, 1)
+    await pf.resume(wf, wf.state, lambda kind: None)
+
+    assert calls == ["setup", "handle subscribed", "teardown True"]
+
+
 async def test_isawaitable_answers_as_inspect_does() -> None:
     class Awaitable:
         def __await__(self) -> Any:

@@ -57,6 +57,7 @@ from .state import (
     WaitEvent,
     WaitEventStatus,
     WorkflowStatus,
+    new_thread,
 )
 from .statements import (
     CHOICE,
@@ -139,9 +140,8 @@ _CANCELLED = WorkflowStatus.CANCELLED
 _FUNCTION_HANDLER = FunctionHandler.type
 
 # Model.model_validate() without its Python wrapper, which costs a third of
-# the call; pydantic-core builds a WaitEvent's nested CallbackRequest.
+# the call; pydantic-core builds the nested CallbackRequest.
 _validate_wait_event = WaitEvent.__pydantic_validator__.validate_python
-_validate_thread = Thread.__pydantic_validator__.validate_python
 
 # The checked trees of every workflow class: see ShapeCache.
 _shapes = ShapeCache()
@@ -746,7 +746,7 @@ class _Run:
                 f"Go {go.name!r} would start thread {tid!r}, but a thread with that id is "
                 "running; give Go an id=... that differs per thread"
             )
-        new = _validate_thread({"id": tid, "name": go.name})
+        new = new_thread(tid, go.name)
         self.append(self.state.threads, new)
         thread_ids.add(tid)
         self.enqueue(new)

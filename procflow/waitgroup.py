@@ -24,9 +24,13 @@ class WaitGroup(BaseModel):
         Raises:
             ValueError: the counter would go below zero.
         """
-        if self.count + n < 0:
+        count = self.count + n
+        if count < 0:
             raise ValueError(f"WaitGroup counter would become negative ({self.count} + {n})")
-        self.count += n
+        # What pydantic's __setattr__ does for an int field, without its
+        # microsecond of checks: done() is the last step of many threads.
+        self.__dict__["count"] = count
+        self.__pydantic_fields_set__.add("count")
 
     def done(self) -> None:
         """Subtract one from the counter.

@@ -19,6 +19,7 @@ import pytest
 import procflow as pf
 from procflow._calling import isawaitable
 from procflow.handlers import FunctionHandler
+from procflow.state import new_thread
 from procflow.statements import ShapeCache, _compile_shape, _Known, _same_kids, index
 
 pytestmark = pytest.mark.anyio
@@ -256,6 +257,17 @@ async def test_an_on_event_given_another_handler_has_that_one_set_up_and_torn_do
     await pf.resume(wf, wf.state, lambda kind: None)
 
     assert calls == ["setup", "handle subscribed", "teardown True"]
+
+
+def test_a_started_thread_equals_a_validated_one_with_every_field_set() -> None:
+    started = new_thread("worker-1", "worker")
+    validated = pf.Thread(id="worker-1", name="worker")
+
+    assert started == validated
+    assert started.model_fields_set == set(pf.Thread.model_fields)
+    assert pf.Thread.model_validate_json(started.model_dump_json()) == validated
+    started.pc = 3  # still a model pydantic can assign to
+    assert started.pc == 3 and validated.pc == 0
 
 
 async def test_isawaitable_answers_as_inspect_does() -> None:

@@ -553,6 +553,15 @@ def test_waitgroup_add_below_zero_raises_value_error_and_keeps_the_counter() -> 
         wg.done()
 
 
+def test_waitgroup_add_and_done_mark_the_counter_as_set_like_an_assignment() -> None:
+    wg = pf.WaitGroup()
+    wg.add(3)
+    wg.done()
+
+    assert wg.count == 2
+    assert wg.model_dump(exclude_unset=True) == {"count": 2}
+
+
 @dataclass
 class Batch:
     """Workflow data holding a WaitGroup: two workers, a collector."""

@@ -12,8 +12,10 @@ interpreter never walks the whole tree on a step.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from types import MemberDescriptorType
 from typing import Any, TypeAlias
 
 from .errors import DefinitionError
@@ -572,16 +574,23 @@ def _same_kids(kids: tuple[Stmt, ...], shape: _Kids) -> bool:
     return True
 
 
+def _instance_attribute(cls: type, attr: str) -> bool:
+    """Whether instances of ``cls`` may hold their own ``attr`` (else it is the class's)."""
+    return cls.__dictoffset__ != 0 or isinstance(inspect.getattr_static(cls, attr), MemberDescriptorType)
+
+
 def _compile_shape(root: Stmt) -> Callable[[Stmt], bool]:
     """A function telling whether a tree has the shape of ``root``.
 
     It does what ``_same_kids`` does, unrolled into straight-line code for
     this one shape: no loop, no recursion, no tuple to unpack. The classes
-    and names it compares with are passed in its namespace, never written
-    into its source.
+    and names it compares with are default values of its parameters (read
+    as fast as locals), never written into its source. Once a statement's
+    exact class is checked, a name or children that class cannot hold per
+    instance (a ``Section`` has no name, a ``Step`` no children) are not read.
     """
-    values: dict[str, object] = {}
-    lines = ["def same(n0):"]
+    values: dict[str, object] = {"_type": type, "_len": len}
+    body: list[str] = []
 
     def const(value: object) -> str:
         name = f"c{len(values)}"
@@ -590,24 +599,31 @@ def _compile_shape(root: Stmt) -> Callable[[Stmt], bool]:
 
     def visit(node: Stmt, depth: int) -> None:
         var = f"n{depth}"
-        lines.append(f" if type({var}) is not {const(type(node))} or {var}.name != {const(node.name)}:")
-        lines.append("  return False")
+        cls = type(node)
+        test = f"_type({var}) is not {const(cls)}"
+        if _instance_attribute(cls, "name"):
+            test += f" or {var}.name != {const(node.name)}"
+        body.append(f" if {test}:")
+        body.append("  return False")
         kids = node._kids
         if not kids:
-            lines.append(f" if {var}._kids:")
-            lines.append("  return False")
+            if _instance_attribute(cls, "_kids"):
+                body.append(f" if {var}._kids:")
+                body.append("  return False")
             return
-        lines.append(f" k{depth} = {var}._kids")
-        lines.append(f" if len(k{depth}) != {len(kids)}:")
-        lines.append("  return False")
+        body.append(f" k{depth} = {var}._kids")
+        body.append(f" if _len(k{depth}) != {len(kids)}:")
+        body.append("  return False")
         for i, kid in enumerate(kids):
-            lines.append(f" n{depth + 1} = k{depth}[{i}]")
+            body.append(f" n{depth + 1} = k{depth}[{i}]")
             visit(kid, depth + 1)
 
     visit(root, 0)
-    lines.append(" return True")
-    exec("\n".join(lines), values)
-    same: Callable[[Stmt], bool] = values["same"]  # type: ignore[assignment]
+    params = "".join(f", {name}={name}" for name in values)
+    source = "\n".join([f"def same(n0{params}):", *body, " return True"])
+    namespace: dict[str, Any] = dict(values)
+    exec(source, namespace)
+    same: Callable[[Stmt], bool] = namespace["same"]
     return same
 
 
@@ -682,7 +698,8 @@ class ShapeCache:
         known = self._known.get(key, ())
         i = 0
         for shape in known:
-            if shape.matches(definition):
+            same = shape.same  # matches() without its call, when compiled
+            if same(definition) if same is not None else shape.matches(definition):
                 if i:  # most recently used first
                     with self._lock:
                         self._known[key] = (shape, *known[:i], *known[i + 1 :])

@@ -33,9 +33,21 @@ def on_event(n: int) -> int:
     return n
 
 
+class Labelled(pf.Section):
+    """A Section whose instances have a ``__dict__``, so each may have a name of its own."""
+
+
+def labelled(name: str, *stmts: pf.Stmt) -> Labelled:
+    section = Labelled(stmts)
+    section.name = name
+    return section
+
+
 def trees() -> list[pf.Stmt]:
     """Trees of many shapes, some of them differing only slightly."""
     return [
+        pf.S(labelled("x", pf.Step("a", noop))),
+        pf.S(labelled("y", pf.Step("a", noop))),
         pf.S(),
         pf.S(pf.Step("a", noop)),
         pf.S(pf.Step("b", noop)),

@@ -127,6 +127,7 @@ _EXECUTING = ThreadStatus.EXECUTING
 _THREAD_RESUMING = ThreadStatus.RESUMING
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
+_PENDING_SETUP = WaitEventStatus.PENDING_SETUP
 _PENDING_TEARDOWN = WaitEventStatus.PENDING_TEARDOWN
 _SET_UP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
@@ -248,6 +249,11 @@ def _writable(obj: BaseModel) -> dict[str, Any]:
     if len(fields_set) != len(values):
         fields_set.update(values)
     return values
+
+
+def _restore_transition(fields: tuple[dict[str, Any], dict[str, Any]], saved: tuple[int, int, Any]) -> None:
+    state_values, thread_values = fields
+    state_values["pc"], thread_values["pc"], thread_values["status"] = saved
 
 
 def _truncate(lst: list[Any], length: int) -> None:
@@ -465,22 +471,26 @@ class _Run:
         )
 
     def count_transition(self, thread: Thread) -> dict[str, Any]:
-        """Count a transition of ``thread``; return its fields for writing."""
+        """Count a transition of ``thread``; return its fields for writing.
+
+        A rollback restores the ``pc`` of both and the thread's ``status``;
+        any other field written through the returned dict must be logged.
+        """
         self.transitions += 1
         if self.transitions > self.max_transitions:
             raise self.too_many_transitions(thread)
-        # touch() inlined: this runs on every transition.
-        undo = self.undo
+        # One undo entry for the three fields a transition changes, not the
+        # copies of both objects' fields that touch() would log.
         state = self.state
-        values = state.__dict__
-        undo.append((_restore_fields, values, values.copy()))
+        state_values = state.__dict__
+        values = thread.__dict__
+        saved = (state_values["pc"], values["pc"], values["status"])
+        self.undo.append((_restore_transition, (state_values, values), saved))
+        state_values["pc"] += 1
         values["pc"] += 1
         fields_set = state.__pydantic_fields_set__
-        if len(fields_set) != len(values):
-            fields_set.update(values)
-        values = thread.__dict__
-        undo.append((_restore_fields, values, values.copy()))
-        values["pc"] += 1
+        if len(fields_set) != len(state_values):
+            fields_set.update(state_values)
         fields_set = thread.__pydantic_fields_set__
         if len(fields_set) != len(values):
             fields_set.update(values)
@@ -774,10 +784,18 @@ class _Run:
         state_id = self.state.id
         validate = _validate_wait_event
         for on in wait._kids:
-            req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc}
             handler = _listener(on)
-            kind = _FUNCTION_HANDLER if handler is None else handler.type
-            events.append(validate({"type": kind, "req": req}))
+            # Every field given, so that both models have every field marked as
+            # set: setting up and delivering the event then need not mark them.
+            req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc, "setup_data": ""}
+            event = {
+                "type": _FUNCTION_HANDLER if handler is None else handler.type,
+                "req": req,
+                "status": _PENDING_SETUP,
+                "handled": False,
+                "error": "",
+            }
+            events.append(validate(event))
         values = self.touch(t)
         values["wait_events"] = events
         values["status"] = _WAITING_EVENT

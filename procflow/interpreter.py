@@ -517,10 +517,13 @@ class _Run:
             )
         try:
             self.build()
+            # Retry the teardowns of events whose Wait was left. teardown()
+            # replaces a thread's list of events rather than changing it, and
+            # ends no thread: both loops may run over the lists as they are.
             for t in state.threads:
-                if t.wait_events:
-                    await self.teardown_left_events()
-                    break
+                for e in t.wait_events:
+                    if e.status in _LEFT_EVENT:
+                        await self.teardown(t, e, keep_failed=True)
             queue = self.queue
             for t in state.threads:
                 status = t.status
@@ -884,7 +887,12 @@ class _Run:
         values["threads"] = []
         if self.hooks is not None:
             self.hooks.transition("finished")
-        await self.checkpoint(_AFTER_RESUME)
+        save = self._checkpoint  # checkpoint() without its coroutine
+        if save is not None:
+            result = save(_AFTER_RESUME)
+            if result is not None and isawaitable(result):
+                await result
+        self.undo.clear()
 
     # -- events --------------------------------------------------------------
 
@@ -924,15 +932,6 @@ class _Run:
                 if result is not None and isawaitable(result):
                     await result
             self.undo.clear()
-
-    async def teardown_left_events(self) -> None:
-        """Retry the teardowns of events whose Wait was left."""
-        # teardown() replaces a thread's list of events rather than changing
-        # it, and ends no thread: both loops may run over the lists as they are.
-        for t in self.state.threads:
-            for e in t.wait_events:
-                if e.status in _LEFT_EVENT:
-                    await self.teardown(t, e, keep_failed=True)
 
     async def teardown_all(self, *, checkpoints: bool = True) -> None:
         """Tear down every event that was set up or left; failures are logged."""

@@ -507,61 +507,7 @@ class _Run:
                 f"raised {type(e).__name__}: {e}"
             ) from e
 
-    # -- resume --------------------------------------------------------------
-
-    async def resume(self) -> None:
-        state = self.state
-        if state.status in _DONE:
-            raise WorkflowFinishedError(
-                f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; it cannot be resumed"
-            )
-        try:
-            self.build()
-            # Retry the teardowns of events whose Wait was left. teardown()
-            # replaces a thread's list of events rather than changing it, and
-            # ends no thread: both loops may run over the lists as they are.
-            for t in state.threads:
-                for e in t.wait_events:
-                    if e.status in _LEFT_EVENT:
-                        await self.teardown(t, e, keep_failed=True)
-            queue = self.queue
-            for t in state.threads:
-                status = t.status
-                if status in _RUNNABLE:
-                    if status == _EXECUTING:
-                        queue.appendleft(t)
-                    else:
-                        queue.append(t)
-                elif status == _WAITING_CONDITION:
-                    self.cond_waiters.append(t)
-                elif status == _WAITING_EVENT:
-                    self.check_parked(t)
-            if queue and state.status != _WORKFLOW_RESUMING:
-                self.set(state, "status", _WORKFLOW_RESUMING)
-            if self.cond_waiters:
-                await self.check_conditions()
-            held = False
-            hooks = self.hooks
-            while queue and not self.finished:
-                t = queue.popleft()
-                if hooks is not None and not hooks.may_run(t.id):
-                    held = True
-                    continue
-                await self.run_thread(t)
-            if self.finished:
-                await self.finish()
-                return
-            done = _WORKFLOW_RESUMING if held else _WORKFLOW_WAITING
-            if state.status != done:
-                self.set(state, "status", done)
-            failures = await self.setup_parked_events()
-            if self.undo:
-                await self.checkpoint(_AFTER_RESUME)
-        except BaseException:
-            self.rollback()
-            raise
-        if failures is not None:
-            raise SetupError(failures) from failures.cause
+    # -- running threads (resume() below drives them) -------------------------
 
     async def run_thread(self, t: Thread) -> None:
         """Run one thread until it parks or ends."""
@@ -995,75 +941,6 @@ class _Run:
                 self.undo.clear()
         return failures
 
-    # -- handle_callback -----------------------------------------------------
-
-    async def handle_callback(self, req: CallbackRequest, payload: Any) -> Any:
-        state = self.state
-        if state.status in _DONE:
-            raise WorkflowFinishedError(
-                f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; "
-                f"event {req.name!r} cannot be delivered"
-            )
-        self.build()
-        thread, event, stale = None, None, None
-        for t in state.threads:
-            if t.status != _WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
-                continue
-            for e in t.wait_events:
-                if e.req.name == req.name and e.status in _PARKED_EVENT:
-                    if req.pc and req.pc != e.req.pc:
-                        stale = e
-                        continue
-                    thread, event = t, e
-                    break
-            if event is not None:
-                break
-        if thread is None or event is None:
-            where = f" in thread {req.thread_id!r}" if req.thread_id else ""
-            if stale is not None:
-                raise StaleCallback(
-                    f"event {req.name!r}{where} of {state.workflow!r} {state.id!r} carries pc "
-                    f"{req.pc}, but the thread is parked on it at pc {stale.req.pc}"
-                )
-            raise CallbackNotFound(
-                f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
-                f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
-            )
-        wait = self.find(thread.cur_step, Wait, thread)
-        on = wait._kids[self.event_index(wait, req.name, thread)]
-        try:
-            reply = on.handler.handle(event.req, payload)
-            if reply is not None and isawaitable(reply):
-                reply = await reply
-        except ProcflowError:
-            raise
-        except Exception as e:
-            raise HandlerError(
-                f"the handler of event {req.name!r} in thread {thread.id!r} of "
-                f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}"
-            ) from e
-        # Nothing below can fail, so these changes need no undo log.
-        events: list[WaitEvent] = []
-        for ev in thread.wait_events:
-            if ev.status == _SET_UP:
-                values = _writable(ev)
-                values["status"] = _PENDING_TEARDOWN
-                values["handled"] = ev is event
-            elif ev.status not in _LEFT_EVENT:
-                continue  # never set up, so there is nothing to tear down
-            events.append(ev)
-        values = _writable(thread)
-        values["wait_events"] = events
-        values["status"] = _THREAD_RESUMING
-        values["cur_callback"] = req.name
-        values["pc"] += 1
-        values = _writable(state)
-        values["pc"] += 1
-        values["status"] = _WORKFLOW_RESUMING
-        if self.hooks is not None:
-            self.hooks.transition("event", req.name, thread.id)
-        return reply
-
     # -- cancel --------------------------------------------------------------
 
     async def cancel(self, reason: str, compensate: bool) -> None:
@@ -1153,7 +1030,58 @@ async def resume(
 
     On any error the ``State`` is left as at the last successful checkpoint.
     """
-    await _Run(workflow, state, checkpoint, max_transitions, hooks).resume()
+    # The body of the call, not a method of _Run: a coroutine less per call.
+    run = _Run(workflow, state, checkpoint, max_transitions, hooks)
+    if state.status in _DONE:
+        raise WorkflowFinishedError(
+            f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; it cannot be resumed"
+        )
+    try:
+        run.build()
+        # Retry the teardowns of events whose Wait was left. teardown()
+        # replaces a thread's list of events rather than changing it, and
+        # ends no thread: both loops may run over the lists as they are.
+        for t in state.threads:
+            for e in t.wait_events:
+                if e.status in _LEFT_EVENT:
+                    await run.teardown(t, e, keep_failed=True)
+        queue = run.queue
+        for t in state.threads:
+            status = t.status
+            if status in _RUNNABLE:
+                if status == _EXECUTING:
+                    queue.appendleft(t)
+                else:
+                    queue.append(t)
+            elif status == _WAITING_CONDITION:
+                run.cond_waiters.append(t)
+            elif status == _WAITING_EVENT:
+                run.check_parked(t)
+        if queue and state.status != _WORKFLOW_RESUMING:
+            run.set(state, "status", _WORKFLOW_RESUMING)
+        if run.cond_waiters:
+            await run.check_conditions()
+        held = False
+        while queue and not run.finished:
+            t = queue.popleft()
+            if hooks is not None and not hooks.may_run(t.id):
+                held = True
+                continue
+            await run.run_thread(t)
+        if run.finished:
+            await run.finish()
+            return
+        done = _WORKFLOW_RESUMING if held else _WORKFLOW_WAITING
+        if state.status != done:
+            run.set(state, "status", done)
+        failures = await run.setup_parked_events()
+        if run.undo:
+            await run.checkpoint(_AFTER_RESUME)
+    except BaseException:
+        run.rollback()
+        raise
+    if failures is not None:
+        raise SetupError(failures) from failures.cause
 
 
 async def handle_callback(
@@ -1179,7 +1107,71 @@ async def handle_callback(
 
     On any error the ``State`` is unchanged.
     """
-    return await _Run(workflow, state, hooks=hooks).handle_callback(req, payload)
+    run = _Run(workflow, state, hooks=hooks)  # the body of the call, as in resume()
+    if state.status in _DONE:
+        raise WorkflowFinishedError(
+            f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; "
+            f"event {req.name!r} cannot be delivered"
+        )
+    run.build()
+    thread, event, stale = None, None, None
+    for t in state.threads:
+        if t.status != _WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
+            continue
+        for e in t.wait_events:
+            if e.req.name == req.name and e.status in _PARKED_EVENT:
+                if req.pc and req.pc != e.req.pc:
+                    stale = e
+                    continue
+                thread, event = t, e
+                break
+        if event is not None:
+            break
+    if thread is None or event is None:
+        where = f" in thread {req.thread_id!r}" if req.thread_id else ""
+        if stale is not None:
+            raise StaleCallback(
+                f"event {req.name!r}{where} of {state.workflow!r} {state.id!r} carries pc "
+                f"{req.pc}, but the thread is parked on it at pc {stale.req.pc}"
+            )
+        raise CallbackNotFound(
+            f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
+            f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
+        )
+    wait = run.find(thread.cur_step, Wait, thread)
+    on = wait._kids[run.event_index(wait, req.name, thread)]
+    try:
+        reply = on.handler.handle(event.req, payload)
+        if reply is not None and isawaitable(reply):
+            reply = await reply
+    except ProcflowError:
+        raise
+    except Exception as e:
+        raise HandlerError(
+            f"the handler of event {req.name!r} in thread {thread.id!r} of "
+            f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}"
+        ) from e
+    # Nothing below can fail, so these changes need no undo log.
+    events: list[WaitEvent] = []
+    for ev in thread.wait_events:
+        if ev.status == _SET_UP:
+            values = _writable(ev)
+            values["status"] = _PENDING_TEARDOWN
+            values["handled"] = ev is event
+        elif ev.status not in _LEFT_EVENT:
+            continue  # never set up, so there is nothing to tear down
+        events.append(ev)
+    values = _writable(thread)
+    values["wait_events"] = events
+    values["status"] = _THREAD_RESUMING
+    values["cur_callback"] = req.name
+    values["pc"] += 1
+    values = _writable(state)
+    values["pc"] += 1
+    values["status"] = _WORKFLOW_RESUMING
+    if hooks is not None:
+        hooks.transition("event", req.name, thread.id)
+    return reply
 
 
 async def cancel(

@@ -187,6 +187,9 @@ class FunctionHandler(Handler):
         sig = _signature_of(self.fn)
         if not sig.takes_payload:
             return None
+        return self._validated(sig, payload)
+
+    def _validated(self, sig: _Signature, payload: Any) -> Any:
         # The adapter's compiled validator: TypeAdapter's methods, with nothing
         # to pass on, only add a Python call around it.
         validator = sig.payload.validator
@@ -218,8 +221,9 @@ class FunctionHandler(Handler):
             PayloadError: the payload does not validate; ``fn`` is not called.
         """
         fn = self.fn
-        if _signature_of(fn).takes_payload:
-            return fn(self.validate(payload))
+        sig = _signature_of(fn)
+        if sig.takes_payload:
+            return fn(self._validated(sig, payload))
         return fn()
 
 

@@ -9,7 +9,7 @@ On a shared VM the speed of the machine drifts by several percent from one
 minute to the next, more than most changes to the interpreter are worth, so
 timing the two versions one after the other says little. This script loads
 both versions into one process (under two package names) and times batches of
-the Go original's workload (see ``bench/interpreter.py``) alternately, so any
+the Go original's workload (``bench/interpreter.py``'s, run by each) alternately, so any
 drift hits both alike, and reports the median of the pairwise ratios. Which
 version is loaded first has shifted that ratio by up to 1% in some runs (the
 memory layout of its code); each of the two child processes loads them in the
@@ -31,12 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 
 
 def load(name: str, checkout: Path) -> ModuleType:
@@ -53,72 +52,48 @@ def load(name: str, checkout: Path) -> ModuleType:
     return module
 
 
-def go_workload(pf: Any) -> type:
-    """The Go original's workload (as ``bench/interpreter.py``'s ``GoWorkload``) on ``pf``."""
-
-    @dataclass
-    class GoWorkload:
-        state: Any = field(default_factory=lambda: pf.State.new("bench-1", "go-workload"))
-        i: int = 0
-        received: int = 0
-
-        def definition(self) -> Any:
-            return pf.S(
-                pf.For("loop1", self.i < 5, pf.Step("step1", self.inc)),
-                pf.Step("reset", self.reset),
-                pf.For(
-                    "loop2",
-                    self.i < 2,
-                    pf.Wait("wait", pf.OnEvent("event", self.on_event, pf.Step("step2", self.inc))),
-                ),
-            )
-
-        def inc(self) -> None:
-            self.i += 1
-
-        def reset(self) -> None:
-            self.i = 0
-
-        def on_event(self, n: int) -> None:
-            self.received += n
-
-    return GoWorkload
+def workload_on(pf: ModuleType, name: str) -> ModuleType:
+    """``bench/interpreter.py`` (its Go workload and ``go_workload_run``), importing ``pf`` as procflow."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / "interpreter.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {BENCH / 'interpreter.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it runs
+    sys.modules["procflow"] = pf  # what its "import procflow as pf" finds
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["procflow"]
+    return module
 
 
-def noop_checkpoint(kind: Any) -> None:
-    pass
-
-
-async def batch(pf: Any, workload: type, runs: int) -> float:
-    """µs per run of ``runs`` runs: resume, callback, resume, callback, resume."""
-    workflows = [workload() for _ in range(runs)]
+async def batch(bench: ModuleType, runs: int) -> float:
+    """µs per run of ``runs`` runs of ``bench``'s Go workload (resume, callback, resume, callback, resume)."""
+    workflows = [bench.GoWorkload() for _ in range(runs)]
     gc.collect()
     start = time.perf_counter_ns()
     for wf in workflows:
-        state = wf.state
-        await pf.resume(wf, state, noop_checkpoint)
-        await pf.handle_callback(pf.CallbackRequest(name="event"), wf, state, 1)
-        await pf.resume(wf, state, noop_checkpoint)
-        await pf.handle_callback(pf.CallbackRequest(name="event"), wf, state, 1)
-        await pf.resume(wf, state, noop_checkpoint)
-    if workflows[-1].state.status != pf.WorkflowStatus.FINISHED:
+        await bench.go_workload_run(wf, bench.noop_checkpoint)
+    elapsed = time.perf_counter_ns() - start
+    if workflows[-1].state.status != bench.pf.WorkflowStatus.FINISHED:
         raise SystemExit("the workload did not finish")
-    return (time.perf_counter_ns() - start) / runs / 1000
+    return elapsed / runs / 1000
 
 
 def child(first: Path, second: Path, batches: int, runs: int) -> None:
     """Time both checkouts in this process, ``first`` loaded first; print JSON."""
     import anyio
 
+    sys.path.insert(0, str(BENCH))  # for bench/interpreter.py's own imports
     versions = [load("procflow_first", first), load("procflow_second", second)]
-    workloads = [go_workload(pf) for pf in versions]
+    benches = [workload_on(pf, f"bench_{i}") for i, pf in enumerate(versions)]
 
     async def main() -> dict[str, list[float]]:
         times: list[list[float]] = [[], []]
         for k in range(3 + batches):  # three warm-up rounds
             order = (0, 1) if k % 2 else (1, 0)
             for v in order:
-                us = await batch(versions[v], workloads[v], runs)
+                us = await batch(benches[v], runs)
                 if k >= 3:
                     times[v].append(us)
         return {"first": times[0], "second": times[1]}

@@ -58,6 +58,7 @@ from .state import (
     WaitEventStatus,
     WorkflowStatus,
     new_thread,
+    new_wait_event,
 )
 from .statements import (
     CHOICE,
@@ -127,7 +128,6 @@ _EXECUTING = ThreadStatus.EXECUTING
 _THREAD_RESUMING = ThreadStatus.RESUMING
 _WAITING_EVENT = ThreadStatus.WAITING_EVENT
 _WAITING_CONDITION = ThreadStatus.WAITING_CONDITION
-_PENDING_SETUP = WaitEventStatus.PENDING_SETUP
 _PENDING_TEARDOWN = WaitEventStatus.PENDING_TEARDOWN
 _SET_UP = WaitEventStatus.SETUP
 _SETUP_ERROR = WaitEventStatus.SETUP_ERROR
@@ -139,10 +139,6 @@ _CANCELLED = WorkflowStatus.CANCELLED
 
 # The WaitEvent.type of an OnEvent, read without making its handler (see _listener).
 _FUNCTION_HANDLER = FunctionHandler.type
-
-# Model.model_validate() without its Python wrapper, which costs a third of
-# the call; pydantic-core builds the nested CallbackRequest.
-_validate_wait_event = WaitEvent.__pydantic_validator__.validate_python
 
 # The checked trees of every workflow class: see ShapeCache.
 _shapes = ShapeCache()
@@ -731,20 +727,10 @@ class _Run:
     def park_on_wait(self, t: Thread, wait: Wait) -> None:
         events = [e for e in t.wait_events if e.status in _LEFT_EVENT] if t.wait_events else []
         state_id = self.state.id
-        validate = _validate_wait_event
         for on in wait._kids:
             handler = _listener(on)
-            # Every field given, so that both models have every field marked as
-            # set: setting up and delivering the event then need not mark them.
-            req = {"workflow_id": state_id, "thread_id": t.id, "name": on.name, "pc": t.pc, "setup_data": ""}
-            event = {
-                "type": _FUNCTION_HANDLER if handler is None else handler.type,
-                "req": req,
-                "status": _PENDING_SETUP,
-                "handled": False,
-                "error": "",
-            }
-            events.append(validate(event))
+            kind = _FUNCTION_HANDLER if handler is None else handler.type
+            events.append(new_wait_event(kind, state_id, t.id, on.name, t.pc))
         values = self.touch(t)
         values["wait_events"] = events
         values["status"] = _WAITING_EVENT

@@ -9,7 +9,7 @@ what a store saves beside the workflow data.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,8 @@ __all__ = [
     "WaitEventStatus",
     "WorkflowStatus",
 ]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 MAIN_THREAD = "_main_"
 """Id and name of the main thread, the one that runs the definition's root."""
@@ -128,9 +130,22 @@ class State(BaseModel):
         )
 
 
-_THREAD_FIELDS = frozenset(Thread.model_fields)
+# Writing a model's four slots directly, as pydantic's model_construct() does.
 _new = object.__new__
-_set = object.__setattr__
+_set_values = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _built(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance of ``cls`` holding ``values`` (every field, known good), all marked as set."""
+    model = _new(cls)
+    _set_values(model, values)
+    _set_fields_set(model, set(values))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 def new_thread(id: str, name: str) -> Thread:
@@ -149,9 +164,29 @@ def new_thread(id: str, name: str) -> Thread:
         "wait_events": [],
         "pc": 0,
     }
-    thread = _new(Thread)
-    _set(thread, "__dict__", values)
-    _set(thread, "__pydantic_fields_set__", set(_THREAD_FIELDS))
-    _set(thread, "__pydantic_extra__", None)
-    _set(thread, "__pydantic_private__", None)
-    return thread
+    return _built(Thread, values)
+
+
+def new_wait_event(type: str, workflow_id: str, thread_id: str, name: str, pc: int) -> WaitEvent:
+    """An event a thread just parked on, waiting for its setup, every field of it and of its
+    request marked as set.
+
+    Equal to ``WaitEvent(type=type, req=CallbackRequest(...))``, built without
+    validation for the interpreter, which makes one per event of every
+    ``Wait`` it parks on, from values it knows are good.
+    """
+    req: dict[str, Any] = {
+        "workflow_id": workflow_id,
+        "thread_id": thread_id,
+        "name": name,
+        "pc": pc,
+        "setup_data": "",
+    }
+    values: dict[str, Any] = {
+        "type": type,
+        "req": _built(CallbackRequest, req),
+        "status": WaitEventStatus.PENDING_SETUP,
+        "handled": False,
+        "error": "",
+    }
+    return _built(WaitEvent, values)

@@ -19,7 +19,7 @@ import pytest
 import procflow as pf
 from procflow._calling import isawaitable
 from procflow.handlers import FunctionHandler
-from procflow.state import new_thread
+from procflow.state import new_thread, new_wait_event
 from procflow.statements import ShapeCache, _compile_shape, _Known, _same_kids, index
 
 pytestmark = pytest.mark.anyio
@@ -280,6 +280,20 @@ def test_a_started_thread_equals_a_validated_one_with_every_field_set() -> None:
     assert pf.Thread.model_validate_json(started.model_dump_json()) == validated
     started.pc = 3  # still a model pydantic can assign to
     assert started.pc == 3 and validated.pc == 0
+
+
+def test_a_parked_event_equals_a_validated_one_with_every_field_set() -> None:
+    built = new_wait_event("event", "order-1", "_main_", "approve", 3)
+    validated = pf.WaitEvent(
+        type="event", req=pf.CallbackRequest(workflow_id="order-1", thread_id="_main_", name="approve", pc=3)
+    )
+
+    assert built == validated
+    assert built.model_fields_set == set(pf.WaitEvent.model_fields)
+    assert built.req.model_fields_set == set(pf.CallbackRequest.model_fields)
+    assert pf.WaitEvent.model_validate_json(built.model_dump_json()) == validated
+    built.req.setup_data = "subscribed"  # still models pydantic can assign to
+    assert built.req.setup_data == "subscribed" and validated.req.setup_data == ""
 
 
 async def test_isawaitable_answers_as_inspect_does() -> None:

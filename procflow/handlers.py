@@ -23,7 +23,8 @@ class Handler:
     """The base class of the handler behind each event of a ``Wait``.
 
     Subclass it with your own ``__init__`` and a ``type`` class attribute (a
-    short name stored with each parked event; it defaults to the class name).
+    short, non-empty name stored with each parked event; it defaults to the
+    class name).
     Every method may be sync or async.
     """
 
@@ -34,9 +35,16 @@ class Handler:
     to ``False`` for handlers whose setup and teardown only compute."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Default ``type`` to the class name.
+
+        Raises:
+            DefinitionError: the class sets a ``type`` that is not a non-empty str.
+        """
         super().__init_subclass__(**kwargs)
         if "type" not in cls.__dict__:
             cls.type = cls.__name__
+        elif type(cls.type) is not str or not cls.type:
+            raise DefinitionError(f"{cls.__qualname__}.type must be a non-empty str, got {cls.type!r}")
 
     def setup(self, req: CallbackRequest) -> str | Awaitable[str]:
         """Start listening for the event (register a webhook, a timer, ...).

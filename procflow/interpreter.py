@@ -729,7 +729,15 @@ class _Run:
         state_id = self.state.id
         for on in wait._kids:
             handler = _listener(on)
-            kind = _FUNCTION_HANDLER if handler is None else handler.type
+            if handler is None:
+                kind = _FUNCTION_HANDLER
+            else:
+                kind = handler.type
+                if type(kind) is not str or not kind:  # a class checks its own; an instance may set another
+                    raise DefinitionError(
+                        f"the handler of event {on.name!r} in thread {t.id!r} has type {kind!r}; "
+                        f"{type(handler).__name__}.type must be a non-empty str"
+                    )
             events.append(new_wait_event(kind, state_id, t.id, on.name, t.pc))
         values = self.touch(t)
         values["wait_events"] = events

@@ -84,6 +84,38 @@ async def test_a_parked_event_stores_its_handlers_type(handler_class: type[Recor
     assert event(parked.state, "approve").type == parked.handler_class.type
 
 
+def test_a_handler_class_whose_type_is_not_a_non_empty_str_is_a_definition_error() -> None:
+    with pytest.raises(pf.DefinitionError, match=r"Numbered.type must be a non-empty str, got 7"):
+
+        class Numbered(pf.Handler):
+            type = 7  # type: ignore[assignment]
+
+
+@dataclass
+class TypedOnTheInstance:
+    """Parks on an event whose handler sets a bad ``type`` on itself."""
+
+    bad_type: Any
+    state: pf.State = field(default_factory=lambda: pf.State.new("typed-1", "typed"))
+
+    def definition(self) -> pf.Stmt:
+        handler = pf.Handler()
+        handler.type = self.bad_type  # type: ignore[misc]
+        return pf.S(pf.Wait("decision", pf.On("approve", handler)))
+
+
+@pytest.mark.parametrize("bad_type", ["", 7, None])
+async def test_a_handler_whose_own_type_is_not_a_non_empty_str_is_a_definition_error_that_changes_nothing(
+    bad_type: Any,
+) -> None:
+    wf = TypedOnTheInstance(bad_type)
+    before = wf.state.model_dump()
+
+    with pytest.raises(pf.DefinitionError, match=r"event 'approve' in thread '_main_' has type "):
+        await pf.resume(wf, wf.state, no_checkpoint)
+    assert wf.state.model_dump() == before
+
+
 async def test_a_thread_parked_on_a_wait_waits_for_its_events(handler_class: type[RecordingHandler]) -> None:
     parked = await parked_two_waits(handler_class)
     main = thread(parked.state)

@@ -24,8 +24,6 @@ __all__ = [
     "WorkflowStatus",
 ]
 
-_M = TypeVar("_M", bound=BaseModel)
-
 MAIN_THREAD = "_main_"
 """Id and name of the main thread, the one that runs the definition's root."""
 
@@ -131,6 +129,7 @@ class State(BaseModel):
 
 
 # Writing a model's four slots directly, as pydantic's model_construct() does.
+_M = TypeVar("_M", bound=BaseModel)
 _new = object.__new__
 _set_values = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__

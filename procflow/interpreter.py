@@ -375,15 +375,8 @@ class _Run:
             raise self.not_a_statement(root)
         self.root = root
         self.loops_entered.clear()
-        if self.paths is None:  # validate first; later builds of this run are checked by locate
-            try:
-                self.paths = _shapes.index(root, type(self.workflow))  # reindex(), without its call
-            except DefinitionError as e:
-                raise self.invalid(e) from None
-
-    def invalid(self, e: DefinitionError) -> DefinitionError:
-        """``e`` with the workflow's name in front."""
-        return DefinitionError(f"{self.state.workflow!r}: {e}")
+        if self.paths is None:
+            self.reindex()  # validate first; later builds of this run are checked by locate
 
     def definition_raised(self, e: Exception) -> DefinitionError:
         return DefinitionError(f"{type(self.workflow).__name__}.definition() raised {type(e).__name__}: {e}")
@@ -399,7 +392,7 @@ class _Run:
         try:
             self.paths = _shapes.index(self.root, type(self.workflow))
         except DefinitionError as e:
-            raise self.invalid(e) from None
+            raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
 
     def descend(self, path: Path) -> tuple[Frames, Stmt | None]:
         frames: Frames = []

@@ -153,52 +153,54 @@ _EMPTY = Section()
 # Returned by run_other when the thread parked.
 _PARKED = Stmt()
 
-Frames = list[tuple[Stmt, int]]
-"""A thread's place while it runs: (container, child index) from the root down.
-The statement at the place is ``frames[-1][0]._kids[frames[-1][1]]``."""
+# A thread's place while it runs is two lists of one length, from the root down:
+# the containers it is in, and the index of the child it is at in each. The
+# statement at the place is ``containers[-1]._kids[positions[-1]]``. Two lists
+# rather than one of (container, index) pairs: moving on writes an int, and the
+# containers can be dropped and found again in a new tree without a tuple made
+# per level.
 
 
-def _advance(frames: Frames) -> Stmt | None:
-    """The statement at the top of ``frames`` finished: return the next one to run.
+def _advance(containers: list[Stmt], positions: list[int]) -> Stmt | None:
+    """The statement at the place finished: return the next one to run.
 
-    Updates ``frames`` to point at it. Returns the ``For`` itself when its
-    body finished, so that its condition is evaluated again, and ``None`` when
-    the thread ends.
+    Moves the place to it. Returns the ``For`` itself when its body finished,
+    so that its condition is evaluated again, and ``None`` when the thread ends.
     """
-    while frames:
-        container, pos = frames[-1]
+    while containers:
+        container = containers[-1]
         kind = container._kind
-        if kind in (SEQUENCE, LOOP):
-            pos += 1
+        if kind == SEQUENCE or kind == LOOP:
+            pos = positions[-1] + 1
             kids = container._kids
             if pos < len(kids):
-                frames[-1] = (container, pos)
+                positions[-1] = pos
                 return kids[pos]
-            frames.pop()
+            containers.pop()
+            positions.pop()
             if kind == LOOP:
                 return container
         elif kind == CHOICE:
-            frames.pop()
+            containers.pop()
+            positions.pop()
         else:
             return None
     return None
 
 
-def _refind(frames: Frames, root: Stmt, cls: type[Stmt], name: str) -> bool:
-    """Point ``frames`` at the same place (child indexes) in the new tree ``root``.
+def _refind(containers: list[Stmt], positions: list[int], root: Stmt, cls: type[Stmt], name: str) -> bool:
+    """Fill the empty ``containers`` from the new tree ``root``, following ``positions``.
 
     Returns whether the statement there has class ``cls`` and ``name``; if
-    not, the definition changed shape and ``frames`` must be looked up.
+    not, the definition changed shape and the place must be looked up.
     """
     node = root
-    k = 0  # counted by hand: enumerate() costs a quarter of this
-    for _, i in frames:
+    for i in positions:
         kids = node._kids
         if i >= len(kids):
             return False
-        frames[k] = (node, i)
+        containers.append(node)
         node = kids[i]
-        k += 1  # noqa: SIM113
     return type(node) is cls and node.name == name
 
 
@@ -214,20 +216,20 @@ def _listener(on: On) -> Handler | None:
     return on.handler
 
 
-def _enter(frames: Frames, container: Stmt, pos: int = 0) -> Stmt | None:
+def _enter(containers: list[Stmt], positions: list[int], container: Stmt, pos: int = 0) -> Stmt | None:
     """Start running ``container``'s children at ``pos``; an empty body finishes at once."""
     kids = container._kids
-    frames.append((container, pos))
     if pos < len(kids):
+        containers.append(container)
+        positions.append(pos)
         return kids[pos]
-    frames.pop()
-    return _advance(frames)
+    return _advance(containers, positions)
 
 
-def _innermost_loop(frames: Frames, jump: Stmt, thread: Thread) -> int:
-    """The index in ``frames`` of the innermost ``For`` of the thread."""
-    for k in range(len(frames) - 1, -1, -1):
-        kind = frames[k][0]._kind
+def _innermost_loop(containers: list[Stmt], jump: Stmt, thread: Thread) -> int:
+    """The index in ``containers`` of the innermost ``For`` of the thread."""
+    for k in range(len(containers) - 1, -1, -1):
+        kind = containers[k]._kind
         if kind == LOOP:
             return k
         if kind == THREAD:
@@ -394,39 +396,41 @@ class _Run:
         except DefinitionError as e:
             raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
 
-    def descend(self, path: Path) -> tuple[Frames, Stmt | None]:
-        frames: Frames = []
+    def descend(self, path: Path) -> tuple[list[Stmt], Stmt | None]:
+        """The containers along ``path`` in the current tree, and the statement at its end."""
+        containers: list[Stmt] = []
         node = self.root
         for i in path:
             kids = node._kids
             if i >= len(kids):
-                return frames, None
-            frames.append((node, i))
+                return containers, None
+            containers.append(node)
             node = kids[i]
-        return frames, node
+        return containers, node
 
     def locate(
         self, name: str, kind: type[Stmt] | tuple[type[Stmt], ...], thread: Thread
-    ) -> tuple[Frames, Any]:
+    ) -> tuple[list[Stmt], list[int], Any]:
         """Find the statement a stored thread points at, checked for its kind.
 
-        Follows the path the name had in the last indexed tree; the tree is
-        indexed again only when its shape changed.
+        Returns the place of the statement (its containers and positions, see
+        ``_advance``) and the statement. Follows the path the name had in the
+        last indexed tree; the tree is indexed again only when its shape changed.
         """
         assert self.paths is not None
         path = self.paths.get(name)
         if path is not None:
-            frames, stmt = self.descend(path)
+            containers, stmt = self.descend(path)
             if stmt is not None and stmt.name == name and isinstance(stmt, kind):
-                return frames, stmt
+                return containers, list(path), stmt
         self.reindex()  # the shape changed since the tree was indexed
         assert self.paths is not None
         path = self.paths.get(name)
         stmt = None
         if path is not None:
-            frames, stmt = self.descend(path)
+            containers, stmt = self.descend(path)
             if isinstance(stmt, kind):
-                return frames, stmt
+                return containers, list(path), stmt
         found = "nothing" if stmt is None else f"a {type(stmt).__name__}"
         kinds = kind if isinstance(kind, tuple) else (kind,)
         wanted = " or ".join(k.__name__ for k in kinds)
@@ -450,7 +454,7 @@ class _Run:
             else:
                 if stmt.name == name and isinstance(stmt, kind):
                     return stmt
-        return self.locate(name, kind, thread)[1]
+        return self.locate(name, kind, thread)[2]
 
     def too_many_transitions(self, thread: Thread) -> DefinitionError:
         return DefinitionError(
@@ -503,7 +507,7 @@ class _Run:
         self.loops_entered.clear()  # another thread's iterations say nothing about this one's
         values = self.count_transition(t)
         values["status"] = _EXECUTING
-        frames, node = self.continue_at(t)
+        containers, positions, node = self.continue_at(t)
 
         # This loop runs for every statement a thread passes: steps and loops
         # are run inline, exact types are tested first.
@@ -548,8 +552,7 @@ class _Run:
                     # The thread's place as child indexes, and no reference
                     # into the old tree: it is freed before definition() builds
                     # the new one, which then reuses its (cached) memory.
-                    for k in range(len(frames)):  # no loop variable left holding a container
-                        frames[k] = (_EMPTY, frames[k][1])
+                    containers.clear()
                     node = self.root = _EMPTY
                     # build(), without the check of the run's first tree
                     try:
@@ -575,14 +578,14 @@ class _Run:
                 if self.cond_waiters:
                     await self.check_conditions()
                 # self.root: a WaitFor handler run by check_conditions rebuilds the tree
-                if not _refind(frames, self.root, cls, name):
-                    frames[:] = self.locate(name, Step, t)[0]
-                node = _advance(frames)
+                if not _refind(containers, positions, self.root, cls, name):
+                    containers, positions, _ = self.locate(name, Step, t)
+                node = _advance(containers, positions)
             elif cls is For or (cls not in _BUILTIN and isinstance(node, For)):
                 cond = node.cond  # type: ignore[attr-defined]
                 if cond is not True and (cond is False or not self.evaluate(cond, node, t)):
                     loops_entered.discard(id(node))
-                    node = _advance(frames)
+                    node = _advance(containers, positions)
                     continue
                 key = id(node)
                 if key in loops_entered or not node._kids:
@@ -591,42 +594,49 @@ class _Run:
                         "nor waited; every iteration must park at least once"
                     )
                 loops_entered.add(key)
-                frames.append((node, 0))
+                containers.append(node)
+                positions.append(0)
                 node = node._kids[0]
             elif cls is Section:
-                node = _enter(frames, node)
+                node = _enter(containers, positions, node)
             elif cls is Switch:
-                node = self.enter_switch(t, node, frames)  # type: ignore[arg-type]
+                node = self.enter_switch(t, node, containers, positions)  # type: ignore[arg-type]
             elif cls is Wait:
                 self.park_on_wait(t, node)  # type: ignore[arg-type]
                 return
             else:
-                node = await self.run_other(t, node, frames)
+                node = await self.run_other(t, node, containers, positions)
                 if node is _PARKED:
                     return
         self.end_thread(t)
 
-    def continue_at(self, t: Thread) -> tuple[Frames, Stmt | None]:
-        """Where the runnable thread ``t`` goes on: its frames and the statement to run next."""
+    def continue_at(self, t: Thread) -> tuple[list[Stmt], list[int], Stmt | None]:
+        """Where the runnable thread ``t`` goes on: its place and the statement to run next."""
         if t.cur_callback:
-            frames, wait = self.locate(t.cur_step, Wait, t)
-            frames.append((wait, self.event_index(wait, t.cur_callback, t)))
-            return frames, _enter(frames, wait._kids[frames[-1][1]])
+            containers, positions, wait = self.locate(t.cur_step, Wait, t)
+            i = self.event_index(wait, t.cur_callback, t)
+            containers.append(wait)
+            positions.append(i)
+            return containers, positions, _enter(containers, positions, wait._kids[i])
         if t.cur_step:
-            frames = self.locate(t.cur_step, (Step, WaitFor), t)[0]
-            return frames, _advance(frames)
+            containers, positions, _ = self.locate(t.cur_step, (Step, WaitFor), t)
+            return containers, positions, _advance(containers, positions)
         if t.id == MAIN_THREAD:
-            return [], self.root
-        frames, go = self.locate(t.name, Go, t)
-        frames.append((go, 0))
-        return frames, go.body
+            return [], [], self.root
+        containers, positions, go = self.locate(t.name, Go, t)
+        containers.append(go)
+        positions.append(0)
+        return containers, positions, go.body
 
-    async def run_other(self, t: Thread, node: Stmt, frames: Frames) -> Stmt | None:
-        """Run the statements not special-cased in ``run_thread``, and subclasses."""
+    async def run_other(self, t: Thread, node: Stmt, containers: list[Stmt], positions: list[int]) -> Stmt | None:
+        """Run the statements not special-cased in ``run_thread``, and subclasses.
+
+        Moves the place (``containers``, ``positions``) in place.
+        """
         if isinstance(node, Section):
-            return _enter(frames, node)
+            return _enter(containers, positions, node)
         if isinstance(node, Switch):
-            return self.enter_switch(t, node, frames)
+            return self.enter_switch(t, node, containers, positions)
         if isinstance(node, Wait):
             self.park_on_wait(t, node)
             return _PARKED
@@ -638,32 +648,33 @@ class _Run:
                 await self.run_condition_handler(t, node)
                 if self.cond_waiters:
                     await self.check_conditions()
-                frames[:] = self.locate(node.name, WaitFor, t)[0]
-            return _advance(frames)
+                containers[:], positions[:], _ = self.locate(node.name, WaitFor, t)
+            return _advance(containers, positions)
         if isinstance(node, Go):
             self.start_thread(t, node)
-            return _advance(frames)
+            return _advance(containers, positions)
         if isinstance(node, Return):
             return None
         if isinstance(node, Break):
-            k = _innermost_loop(frames, node, t)
-            self.loops_entered.discard(id(frames[k][0]))
-            del frames[k:]
-            return _advance(frames)
+            k = _innermost_loop(containers, node, t)
+            self.loops_entered.discard(id(containers[k]))
+            del containers[k:], positions[k:]
+            return _advance(containers, positions)
         if isinstance(node, Continue):
-            k = _innermost_loop(frames, node, t)
-            loop = frames[k][0]
-            del frames[k:]
+            k = _innermost_loop(containers, node, t)
+            loop = containers[k]
+            del containers[k:], positions[k:]
             return loop
         raise DefinitionError(f"thread {t.id!r} reached {node!r}, which the interpreter cannot run")
 
-    def enter_switch(self, t: Thread, switch: Switch, frames: Frames) -> Stmt | None:
+    def enter_switch(self, t: Thread, switch: Switch, containers: list[Stmt], positions: list[int]) -> Stmt | None:
         for i, case in enumerate(switch._kids):
             cond = case.cond
             if cond is True or (cond is not False and self.evaluate(cond, case, t)):
-                frames.append((switch, i))
-                return _enter(frames, case)
-        return _advance(frames)
+                containers.append(switch)
+                positions.append(i)
+                return _enter(containers, positions, case)
+        return _advance(containers, positions)
 
     def check_parked(self, t: Thread) -> None:
         """The definition must still have the Wait a thread is parked on, with its events."""
@@ -957,7 +968,7 @@ class _Run:
         while completed:
             name = completed[-1]
             try:
-                _, step = self.locate(name, Step, _COMPENSATING)
+                step = self.locate(name, Step, _COMPENSATING)[2]
             except DefinitionError:
                 step = None
             if step is None or step.compensate is None:

@@ -170,7 +170,7 @@ def _advance(containers: list[Stmt], positions: list[int]) -> Stmt | None:
     while containers:
         container = containers[-1]
         kind = container._kind
-        if kind == SEQUENCE or kind == LOOP:
+        if kind in (SEQUENCE, LOOP):
             pos = positions[-1] + 1
             kids = container._kids
             if pos < len(kids):
@@ -628,7 +628,9 @@ class _Run:
         positions.append(0)
         return containers, positions, go.body
 
-    async def run_other(self, t: Thread, node: Stmt, containers: list[Stmt], positions: list[int]) -> Stmt | None:
+    async def run_other(
+        self, t: Thread, node: Stmt, containers: list[Stmt], positions: list[int]
+    ) -> Stmt | None:
         """Run the statements not special-cased in ``run_thread``, and subclasses.
 
         Moves the place (``containers``, ``positions``) in place.
@@ -667,7 +669,9 @@ class _Run:
             return loop
         raise DefinitionError(f"thread {t.id!r} reached {node!r}, which the interpreter cannot run")
 
-    def enter_switch(self, t: Thread, switch: Switch, containers: list[Stmt], positions: list[int]) -> Stmt | None:
+    def enter_switch(
+        self, t: Thread, switch: Switch, containers: list[Stmt], positions: list[int]
+    ) -> Stmt | None:
         for i, case in enumerate(switch._kids):
             cond = case.cond
             if cond is True or (cond is not False and self.evaluate(cond, case, t)):

@@ -583,44 +583,50 @@ def _compile_shape(root: Stmt) -> Callable[[Stmt], bool]:
     """A function telling whether a tree has the shape of ``root``.
 
     It does what ``_same_kids`` does, unrolled into straight-line code for
-    this one shape: no loop, no recursion, no tuple to unpack. The classes
-    and names it compares with are default values of its parameters (read
-    as fast as locals), never written into its source. Once a statement's
-    exact class is checked, a name or children that class cannot hold per
-    instance (a ``Section`` has no name, a ``Step`` no children) are not read.
+    this one shape: no loop, no recursion. A container's children are
+    unpacked into as many variables as the shape has children there; any
+    other number raises ``ValueError``, which means another shape. The
+    classes and names it compares with are default values of its parameters
+    (read as fast as locals), never written into its source. Once a
+    statement's exact class is checked, a name or children that class cannot
+    hold per instance (a ``Section`` has no name, a ``Step`` no children) are
+    not read.
     """
-    values: dict[str, object] = {"_type": type, "_len": len}
+    values: dict[str, object] = {"_type": type}
     body: list[str] = []
+    count = 0
 
     def const(value: object) -> str:
         name = f"c{len(values)}"
         values[name] = value
         return name
 
-    def visit(node: Stmt, depth: int) -> None:
-        var = f"n{depth}"
+    def visit(node: Stmt, var: str) -> None:
+        nonlocal count
         cls = type(node)
         test = f"_type({var}) is not {const(cls)}"
         if _instance_attribute(cls, "name"):
             test += f" or {var}.name != {const(node.name)}"
-        body.append(f" if {test}:")
-        body.append("  return False")
+        body.append(f"  if {test}:")
+        body.append("   return False")
         kids = node._kids
         if not kids:
             if _instance_attribute(cls, "_kids"):
-                body.append(f" if {var}._kids:")
-                body.append("  return False")
+                body.append(f"  if {var}._kids:")
+                body.append("   return False")
             return
-        body.append(f" k{depth} = {var}._kids")
-        body.append(f" if _len(k{depth}) != {len(kids)}:")
-        body.append("  return False")
-        for i, kid in enumerate(kids):
-            body.append(f" n{depth + 1} = k{depth}[{i}]")
-            visit(kid, depth + 1)
+        names = []
+        for _ in kids:
+            count += 1
+            names.append(f"n{count}")
+        body.append(f"  {', '.join(names)}, = {var}._kids")
+        for kid, name in zip(kids, names, strict=True):
+            visit(kid, name)
 
-    visit(root, 0)
+    visit(root, "n0")
     params = "".join(f", {name}={name}" for name in values)
-    source = "\n".join([f"def same(n0{params}):", *body, " return True"])
+    lines = [f"def same(n0{params}):", " try:", *body, " except (TypeError, ValueError):", "  return False"]
+    source = "\n".join([*lines, " return True"])
     namespace: dict[str, Any] = dict(values)
     exec(source, namespace)
     same: Callable[[Stmt], bool] = namespace["same"]

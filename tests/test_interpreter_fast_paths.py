@@ -79,6 +79,14 @@ def test_a_shape_matches_exactly_the_trees_of_that_shape_looped_or_compiled() ->
             assert compiled(b) is same
 
 
+def test_a_compiled_shape_takes_children_it_cannot_unpack_for_another_shape() -> None:
+    compiled = _compile_shape(pf.S(labelled("x", pf.Step("a", noop))))
+    for kids in (None, 7, (), (pf.Step("a", noop), pf.Step("b", noop))):
+        tree = labelled("x")
+        tree._kids = kids  # type: ignore[assignment]
+        assert compiled(pf.S(tree)) is False
+
+
 def test_the_cache_returns_what_index_returns_and_compiles_a_shape_seen_again() -> None:
     cache = ShapeCache()
     for i, tree in enumerate(trees()):

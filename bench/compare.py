@@ -155,5 +155,6 @@ def compare(other: Path, revision: str, batches: int, runs: int) -> None:
         )
     print(f"  this / {revision}: {math.sqrt(ratios[0] * ratios[1]):.3f} (both orders combined)")
 
+
 if __name__ == "__main__":
     main()

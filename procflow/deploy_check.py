@@ -298,9 +298,12 @@ def _thread_problems(tree: _Tree, t: Thread) -> Iterable[tuple[str, str]]:
             names = {on.name for on in found.events}
             for e in t.wait_events:
                 if e.status in _PARKED and e.req.name not in names:
-                    yield position, (
-                        f"listens for event {e.req.name!r}, which is no longer in this Wait"
-                        + _elsewhere(tree, e.req.name)
+                    yield (
+                        position,
+                        (
+                            f"listens for event {e.req.name!r}, which is no longer in this Wait"
+                            + _elsewhere(tree, e.req.name)
+                        ),
                     )
     elif t.status == ThreadStatus.WAITING_CONDITION:
         found, problem = _expect(tree, position, [WaitFor])
@@ -312,9 +315,12 @@ def _thread_problems(tree: _Tree, t: Thread) -> Iterable[tuple[str, str]]:
         if found is None:
             yield position, f"runs the statements of event {event!r} of a Wait: {problem}"
         elif isinstance(found, Wait) and event not in {on.name for on in found.events}:
-            yield position, (
-                f"runs the statements of event {event!r}, which is no longer in this Wait"
-                + _elsewhere(tree, event)
+            yield (
+                position,
+                (
+                    f"runs the statements of event {event!r}, which is no longer in this Wait"
+                    + _elsewhere(tree, event)
+                ),
             )
     elif position:
         found, problem = _expect(tree, position, [Step, WaitFor])
@@ -323,9 +329,12 @@ def _thread_problems(tree: _Tree, t: Thread) -> Iterable[tuple[str, str]]:
     yield from _thread_code(tree, t, position if found is not None else "")
     for e in t.wait_events:
         if e.status in _LEFT and not isinstance(tree.get(e.req.name), On):
-            yield e.req.name, (
-                f"its teardown needs the handler of event {e.req.name!r}: the definition has "
-                f"{_a(tree.get(e.req.name))} by that name"
+            yield (
+                e.req.name,
+                (
+                    f"its teardown needs the handler of event {e.req.name!r}: the definition has "
+                    f"{_a(tree.get(e.req.name))} by that name"
+                ),
             )
 
 

@@ -54,9 +54,7 @@ class StepError(ProcflowError):
     def __init__(self, step: str, thread_id: str, cause: BaseException, *, what: str = "step") -> None:
         self.step = step
         self.thread_id = thread_id
-        super().__init__(
-            f"{what} {step!r} in thread {thread_id!r} raised {type(cause).__name__}: {cause}"
-        )
+        super().__init__(f"{what} {step!r} in thread {thread_id!r} raised {type(cause).__name__}: {cause}")
 
 
 class SetupError(ProcflowError):

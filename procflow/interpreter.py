@@ -862,7 +862,11 @@ class _Run:
                     self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
                 logger.warning(
                     "teardown of event %r of thread %r of %r %r failed: %s",
-                    e.req.name, t.id, self.state.workflow, self.state.id, exc,
+                    e.req.name,
+                    t.id,
+                    self.state.workflow,
+                    self.state.id,
+                    exc,
                 )
                 if keep_failed:
                     values = self.touch(e)

@@ -118,12 +118,7 @@ class Session(RunHooks):
         """When a worker should next look at the instance, or ``None``."""
         if self.meta.failure is not None:
             return None
-        due = [
-            at
-            for t in self.state.threads
-            for e in t.wait_events
-            if (at := timer_due_at(e)) is not None
-        ]
+        due = [at for t in self.state.threads for e in t.wait_events if (at := timer_due_at(e)) is not None]
         if self.meta.retry_at is not None:
             due.append(self.meta.retry_at)
         elif self.state.status == WorkflowStatus.RESUMING:

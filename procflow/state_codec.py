@@ -35,6 +35,7 @@ from .state import (
 
 __all__ = ["decode_state", "encode_state"]
 
+
 def encode_state(state: State) -> str:
     """The state's compact stored JSON."""
     data: dict[str, Any] = {}

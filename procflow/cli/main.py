@@ -92,8 +92,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("edit", help="change fields of an instance's data, validated by its model")
     p.add_argument("id", help="instance id or correlation id")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="FIELD=JSON",
-                   help="a field and its new value as JSON (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        required=True,
+        metavar="FIELD=JSON",
+        help="a field and its new value as JSON (repeatable)",
+    )
     _who_why(p)
 
     p = commands.add_parser("serve", help="serve the instances over HTTP (needs procflow[http])")
@@ -112,8 +118,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from ..http.serve import serve
     except ImportError as e:
-        print(f"procflow: serve needs the HTTP extra (missing {e.name or e}): pip install 'procflow[http]'",
-              file=sys.stderr)
+        print(
+            f"procflow: serve needs the HTTP extra (missing {e.name or e}): pip install 'procflow[http]'",
+            file=sys.stderr,
+        )
         return 1
     return serve(_engine(args), host=args.host, port=args.port, root_path=args.root_path)
 
@@ -172,8 +180,14 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
         elif args.command == "goto":
             who = args.who or operations.default_who()
             await operations.goto(
-                engine, args.id, thread=args.thread, step=args.step, who=who, why=args.why,
-                run=not args.no_run, style=style,
+                engine,
+                args.id,
+                thread=args.thread,
+                step=args.step,
+                who=who,
+                why=args.why,
+                run=not args.no_run,
+                style=style,
             )
         elif args.command == "edit":
             changes = operations.parse_sets(args.sets)
@@ -268,8 +282,7 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print("  " + json.dumps(data, indent=2).replace("\n", "\n  "))
     print(style.bold("history"))
     rows = [
-        [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail]
-        for h in await engine.history(inst.id)
+        [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
     ]
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
 

@@ -290,8 +290,7 @@ class _Run:
         max_transitions: int = 10_000,
         hooks: RunHooks | None = None,
     ) -> None:
-        if not isinstance(state, State):
-            raise TypeError(f"state must be a procflow.State, got {type(state).__name__}")
+        _require_state(state)
         self.workflow = workflow
         self.state = state
         self._checkpoint = checkpoint
@@ -367,34 +366,14 @@ class _Run:
 
     def build(self) -> None:
         """Call ``definition()``; check the first tree of the run as a whole."""
-        try:
-            root = self.workflow.definition()
-        except ProcflowError:
-            raise
-        except Exception as e:
-            raise self.definition_raised(e) from e
-        if not isinstance(root, Stmt):
-            raise self.not_a_statement(root)
-        self.root = root
+        self.root = _built_tree(self.workflow)
         self.loops_entered.clear()
         if self.paths is None:
             self.reindex()  # validate first; later builds of this run are checked by locate
 
-    def definition_raised(self, e: Exception) -> DefinitionError:
-        return DefinitionError(f"{type(self.workflow).__name__}.definition() raised {type(e).__name__}: {e}")
-
-    def not_a_statement(self, root: object) -> DefinitionError:
-        return DefinitionError(
-            f"{type(self.workflow).__name__}.definition() must return a statement "
-            f"(usually S(...)), got {root!r}"
-        )
-
     def reindex(self) -> None:
         """Validate the current tree and map its position names to paths."""
-        try:
-            self.paths = _shapes.index(self.root, type(self.workflow))
-        except DefinitionError as e:
-            raise DefinitionError(f"{self.state.workflow!r}: {e}") from None
+        self.paths = _indexed(self.root, self.workflow, self.state)
 
     def descend(self, path: Path) -> tuple[list[Stmt], Stmt | None]:
         """The containers along ``path`` in the current tree, and the statement at its end."""
@@ -554,15 +533,15 @@ class _Run:
                     # the new one, which then reuses its (cached) memory.
                     containers.clear()
                     node = self.root = _EMPTY
-                    # build(), without the check of the run's first tree
+                    # _built_tree() inline: a call less per step
                     try:
                         root = workflow.definition()
                     except ProcflowError:
                         raise
                     except Exception as e:
-                        raise self.definition_raised(e) from e
+                        raise _definition_raised(workflow, e) from e
                     if not isinstance(root, Stmt):
-                        raise self.not_a_statement(root)
+                        raise _not_a_statement(workflow, root)
                     self.root = root
                     del root  # held by self.root alone, so that the next step can free it
                     loops_entered.clear()
@@ -1011,6 +990,64 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _require_state(state: object) -> None:
+    """Raise ``TypeError`` unless ``state`` is a ``State`` (a dict of one, say, is not)."""
+    if not isinstance(state, State):
+        raise TypeError(f"state must be a procflow.State, got {type(state).__name__}")
+
+
+def _built_tree(workflow: Workflow) -> Stmt:
+    """Call ``workflow.definition()``.
+
+    Raises:
+        DefinitionError: it raised, or returned something that is no statement.
+    """
+    try:
+        root = workflow.definition()
+    except ProcflowError:
+        raise
+    except Exception as e:
+        raise _definition_raised(workflow, e) from e
+    if not isinstance(root, Stmt):
+        raise _not_a_statement(workflow, root)
+    return root
+
+
+def _definition_raised(workflow: Workflow, e: Exception) -> DefinitionError:
+    return DefinitionError(f"{type(workflow).__name__}.definition() raised {type(e).__name__}: {e}")
+
+
+def _not_a_statement(workflow: Workflow, root: object) -> DefinitionError:
+    return DefinitionError(
+        f"{type(workflow).__name__}.definition() must return a statement (usually S(...)), got {root!r}"
+    )
+
+
+def _indexed(root: Stmt, workflow: Workflow, state: State) -> dict[str, Path]:
+    """Check the tree ``root`` as a whole; return the paths of its names (see ``ShapeCache``).
+
+    Raises:
+        DefinitionError: the tree is invalid; the message names the workflow.
+    """
+    try:
+        return _shapes.index(root, type(workflow))
+    except DefinitionError as e:
+        raise DefinitionError(f"{state.workflow!r}: {e}") from None
+
+
+def _event_in(root: Stmt, paths: dict[str, Path], wait_name: str, name: str) -> On | None:
+    """The event ``name`` of the Wait ``wait_name`` in ``root``, whose ``paths`` are exact; else ``None``."""
+    path = paths.get(name)
+    if not path:
+        return None
+    wait = root
+    for i in path[:-1]:
+        wait = wait._kids[i]
+    if not isinstance(wait, Wait) or wait.name != wait_name:
+        return None
+    return wait._kids[path[-1]]
+
+
 async def resume(
     workflow: Workflow,
     state: State,
@@ -1027,6 +1064,7 @@ async def resume(
     ``hooks`` (optional) is told what happens and called before side effects.
 
     Raises:
+        TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
         WorkflowFinishedError: the workflow is finished or cancelled.
         DefinitionError: the tree is invalid, a loop never parks, a stored
             position is missing, or more than ``max_transitions`` transitions.
@@ -1104,6 +1142,7 @@ async def handle_callback(
     is made ready; save the state, then call ``resume``.
 
     Raises:
+        TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
         WorkflowFinishedError: the workflow is finished or cancelled.
         CallbackNotFound: no thread is parked on that event.
         StaleCallback: ``req.pc`` is set and differs from the parking's pc.
@@ -1113,13 +1152,14 @@ async def handle_callback(
 
     On any error the ``State`` is unchanged.
     """
-    run = _Run(workflow, state, hooks=hooks)  # the body of the call, as in resume()
+    _require_state(state)
     if state.status in _DONE:
         raise WorkflowFinishedError(
             f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; "
             f"event {req.name!r} cannot be delivered"
         )
-    run.build()
+    root = _built_tree(workflow)
+    paths = _indexed(root, workflow, state)
     thread, event, stale = None, None, None
     for t in state.threads:
         if t.status != _WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
@@ -1144,8 +1184,12 @@ async def handle_callback(
             f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
             f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
         )
-    wait = run.find(thread.cur_step, Wait, thread)
-    on = wait._kids[run.event_index(wait, req.name, thread)]
+    on = _event_in(root, paths, thread.cur_step, req.name)
+    if on is None:  # not in the Wait the thread is parked on: say what the tree has instead
+        run = _Run(workflow, state, hooks=hooks)
+        run.root, run.paths = root, paths
+        wait = run.find(thread.cur_step, Wait, thread)
+        on = wait._kids[run.event_index(wait, req.name, thread)]
     try:
         reply = on.handler.handle(event.req, payload)
         if reply is not None and isawaitable(reply):
@@ -1196,6 +1240,7 @@ async def cancel(
     short carries on where it stopped when called again.
 
     Raises:
+        TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
         WorkflowFinishedError: the workflow is already finished or cancelled.
         StepError: a compensation raised (``.step`` names its step).
         DefinitionError: a completed step is no longer in the definition.

@@ -667,3 +667,19 @@ async def test_a_finished_workflow_cannot_be_resumed() -> None:
         await run(wf)
 
     assert wf.log == ["a"]
+
+
+@pytest.mark.parametrize("call", ["resume", "handle_callback", "cancel"])
+async def test_a_state_that_is_no_state_model_is_a_type_error_naming_its_type(call: str) -> None:
+    wf = Flow(lambda f: pf.S(f.step("a")))
+    stored = wf.state.model_dump()  # the State's JSON, not yet validated back into a State
+
+    with pytest.raises(TypeError, match=r"state must be a procflow\.State, got dict"):
+        if call == "resume":
+            await pf.resume(wf, stored, lambda kind: None)  # type: ignore[arg-type]
+        elif call == "handle_callback":
+            await pf.handle_callback(pf.CallbackRequest(name="go"), wf, stored, None)  # type: ignore[arg-type]
+        else:
+            await pf.cancel(wf, stored, lambda kind: None, reason="test")  # type: ignore[arg-type]
+
+    assert wf.log == []

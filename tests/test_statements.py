@@ -567,6 +567,69 @@ async def test_a_new_version_without_the_wait_or_event_a_thread_is_parked_on_is_
     assert new.state.model_dump() == before
 
 
+@dataclass
+class DecisionInAnIf(Decision):
+    """The Wait and its events kept, at another place in the tree."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("audit", noop),
+            pf.If(
+                True,
+                "checked",
+                pf.Wait(
+                    "decision", pf.On("deny", pf.Handler()), pf.On("approve", RecordingHandler(self.calls))
+                ),
+            ),
+        )
+
+
+@dataclass
+class DecisionRenamed(Decision):
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("verdict", pf.On("approve", RecordingHandler(self.calls)), pf.On("deny", pf.Handler()))
+        )
+
+
+@pytest.mark.anyio
+async def test_a_callback_reaches_its_event_in_a_new_version_that_moved_the_wait() -> None:
+    old = Decision()
+    await run(old)
+    new = DecisionInAnIf(calls=old.calls, state=old.state)
+
+    reply = await pf.handle_callback(pf.CallbackRequest(name="approve"), new, new.state, "yes")
+
+    assert reply == "yes"
+    assert new.calls[-1] == ("handle", pf.MAIN_THREAD, "approve")
+    assert new.state.threads[0].cur_callback == "approve"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("version", "event", "missing"),
+    [
+        pytest.param(DecisionRenamed, "approve", "'decision'", id="Wait-renamed"),
+        pytest.param(DecisionWithoutDeny, "deny", "'deny'", id="event-removed"),
+        pytest.param(DecisionWithoutWait, "approve", "'decision'", id="Wait-removed"),
+    ],
+)
+async def test_a_callback_to_a_new_version_without_its_wait_or_event_is_a_definition_error(
+    version: type[Decision], event: str, missing: str
+) -> None:
+    old = Decision()
+    await run(old)
+    new = version(calls=old.calls, state=old.state)
+    before = new.state.model_dump()
+
+    with pytest.raises(pf.DefinitionError, match=missing) as error:
+        await pf.handle_callback(pf.CallbackRequest(name=event), new, new.state, None)
+
+    assert repr(pf.MAIN_THREAD) in str(error.value)
+    assert new.state.model_dump() == before
+    assert not [call for call in new.calls if call[0] == "handle"]
+
+
 @pytest.mark.anyio
 async def test_a_go_thread_finds_its_place_in_a_new_version_by_name() -> None:
     def v1(f: Flow) -> pf.Stmt:

@@ -544,6 +544,13 @@ class DecisionWithoutDeny(Decision):
         return pf.S(pf.Wait("decision", pf.On("approve", RecordingHandler(self.calls))))
 
 
+async def parked_by_version_1(version: type[Decision]) -> Decision:
+    """An instance parked on ``decision`` by version 1, with ``version`` as its definition now."""
+    old = Decision()
+    await run(old)
+    return version(calls=old.calls, state=old.state)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("version", "missing"),
@@ -555,9 +562,7 @@ class DecisionWithoutDeny(Decision):
 async def test_a_new_version_without_the_wait_or_event_a_thread_is_parked_on_is_a_definition_error(
     version: type[Decision], missing: str
 ) -> None:
-    old = Decision()
-    await run(old)
-    new = version(calls=old.calls, state=old.state)
+    new = await parked_by_version_1(version)
     before = new.state.model_dump()
 
     with pytest.raises(pf.DefinitionError, match=missing) as error:
@@ -594,9 +599,7 @@ class DecisionRenamed(Decision):
 
 @pytest.mark.anyio
 async def test_a_callback_reaches_its_event_in_a_new_version_that_moved_the_wait() -> None:
-    old = Decision()
-    await run(old)
-    new = DecisionInAnIf(calls=old.calls, state=old.state)
+    new = await parked_by_version_1(DecisionInAnIf)
 
     reply = await pf.handle_callback(pf.CallbackRequest(name="approve"), new, new.state, "yes")
 
@@ -617,9 +620,7 @@ async def test_a_callback_reaches_its_event_in_a_new_version_that_moved_the_wait
 async def test_a_callback_to_a_new_version_without_its_wait_or_event_is_a_definition_error(
     version: type[Decision], event: str, missing: str
 ) -> None:
-    old = Decision()
-    await run(old)
-    new = version(calls=old.calls, state=old.state)
+    new = await parked_by_version_1(version)
     before = new.state.model_dump()
 
     with pytest.raises(pf.DefinitionError, match=missing) as error:

@@ -161,6 +161,10 @@ _PARKED = Stmt()
 # per level.
 
 
+# The kinds of containers whose next child runs when one finishes.
+_GOES_ON = frozenset({SEQUENCE, LOOP})
+
+
 def _advance(containers: list[Stmt], positions: list[int]) -> Stmt | None:
     """The statement at the place finished: return the next one to run.
 
@@ -170,7 +174,7 @@ def _advance(containers: list[Stmt], positions: list[int]) -> Stmt | None:
     while containers:
         container = containers[-1]
         kind = container._kind
-        if kind in (SEQUENCE, LOOP):
+        if kind in _GOES_ON:
             pos = positions[-1] + 1
             kids = container._kids
             if pos < len(kids):
@@ -496,6 +500,9 @@ class _Run:
         values = t.__dict__
         loops_entered = self.loops_entered
         workflow = self.workflow
+        checkpoint = self._checkpoint
+        undo = self.undo
+        cond_waiters = self.cond_waiters
         while node is not None:
             cls = type(node)
             if cls is Step or (cls not in _BUILTIN and isinstance(node, Step)):
@@ -545,7 +552,6 @@ class _Run:
                     self.root = root
                     del root  # held by self.root alone, so that the next step can free it
                     loops_entered.clear()
-                    checkpoint = self._checkpoint
                     if checkpoint is not None:
                         result = checkpoint(_AFTER_STEP)
                         if result is not None and isawaitable(result):
@@ -553,8 +559,8 @@ class _Run:
                 except BaseException:
                     state_values["pc"], values["pc"], values["cur_step"], values["cur_callback"] = saved
                     raise
-                self.undo.clear()
-                if self.cond_waiters:
+                undo.clear()
+                if cond_waiters:
                     await self.check_conditions()
                 # self.root: a WaitFor handler run by check_conditions rebuilds the tree
                 if not _refind(containers, positions, self.root, cls, name):

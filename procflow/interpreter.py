@@ -597,9 +597,20 @@ class _Run:
 
     def continue_at(self, t: Thread) -> tuple[list[Stmt], list[int], Stmt | None]:
         """Where the runnable thread ``t`` goes on: its place and the statement to run next."""
-        if t.cur_callback:
+        event = t.cur_callback
+        if event:
+            assert self.paths is not None
+            path = self.paths.get(event)
+            if path is not None:  # the event by its own path, if it is still in the thread's Wait
+                containers, on = self.descend(path)
+                if on is not None and on.name == event and isinstance(on, On) and containers:
+                    wait = containers[-1]
+                    if isinstance(wait, Wait) and wait.name == t.cur_step:
+                        positions = list(path)
+                        return containers, positions, _enter(containers, positions, on)
+            # the tree changed shape since it was indexed, or the event left the Wait
             containers, positions, wait = self.locate(t.cur_step, Wait, t)
-            i = self.event_index(wait, t.cur_callback, t)
+            i = self.event_index(wait, event, t)
             containers.append(wait)
             positions.append(i)
             return containers, positions, _enter(containers, positions, wait._kids[i])

@@ -631,6 +631,78 @@ async def test_a_callback_to_a_new_version_without_its_wait_or_event_is_a_defini
     assert not [call for call in new.calls if call[0] == "handle"]
 
 
+@dataclass
+class Review:
+    """Version 1: parks on the Wait ``review``; its event ``approve`` runs the step ``ship``."""
+
+    log: list[str] = field(default_factory=list)
+    state: pf.State = field(default_factory=lambda: pf.State.new("review-1", "review"))
+
+    def record(self, name: str) -> pf.Step:
+        return pf.Step(name, lambda: self.log.append(name))
+
+    def approve(self, payload: str) -> None:
+        self.log.append(f"approved by {payload}")
+
+    def definition(self) -> pf.Stmt:
+        return pf.S(pf.Wait("review", pf.OnEvent("approve", self.approve, self.record("ship"))))
+
+
+@dataclass
+class ReviewInAnIf(Review):
+    """The Wait and its event kept, at another place in the tree."""
+
+    def definition(self) -> pf.Stmt:
+        wait = pf.Wait("review", pf.OnEvent("approve", self.approve, self.record("ship")))
+        return pf.S(self.record("audit"), pf.If(True, "checked", wait))
+
+
+@dataclass
+class ReviewWithApproveInAnotherWait(Review):
+    """``approve`` moved out of the Wait ``review`` into another one."""
+
+    def definition(self) -> pf.Stmt:
+        return pf.S(
+            pf.Wait("review", pf.OnEvent("reject", self.approve)),
+            pf.Wait("second look", pf.OnEvent("approve", self.approve, self.record("ship"))),
+        )
+
+
+async def approved_by_version_1(version: type[Review]) -> Review:
+    """An instance whose ``approve`` version 1 delivered, with ``version`` as its definition now."""
+    old = Review()
+    await run(old)
+    await pf.handle_callback(pf.CallbackRequest(name="approve"), old, old.state, "ann")
+    return version(log=old.log, state=old.state)
+
+
+@pytest.mark.anyio
+async def test_a_thread_resumed_inside_an_event_runs_its_statements_where_a_new_version_moved_it() -> None:
+    new = await approved_by_version_1(ReviewInAnIf)
+
+    await run(new)
+
+    assert new.log == ["approved by ann", "ship"]
+    assert new.state.status == pf.WorkflowStatus.FINISHED
+
+
+@pytest.mark.anyio
+async def test_a_thread_resumed_inside_an_event_that_left_its_wait_is_a_definition_error() -> None:
+    new = await approved_by_version_1(ReviewWithApproveInAnotherWait)
+    checkpointed: list[dict[str, Any]] = []
+
+    def checkpoint(kind: pf.CheckpointType) -> None:
+        checkpointed.append(new.state.model_dump())
+
+    with pytest.raises(pf.DefinitionError, match=r"'review'.*'approve'") as error:
+        await pf.resume(new, new.state, checkpoint)
+
+    assert repr(pf.MAIN_THREAD) in str(error.value)
+    assert new.log == ["approved by ann"]
+    assert new.state.model_dump() == checkpointed[-1]  # the event's teardown, and no further
+    assert new.state.threads[0].cur_callback == "approve"
+
+
 @pytest.mark.anyio
 async def test_a_go_thread_finds_its_place_in_a_new_version_by_name() -> None:
     def v1(f: Flow) -> pf.Stmt:

@@ -603,7 +603,7 @@ class _Run:
             path = self.paths.get(event)
             if path is not None:  # the event by its own path, if it is still in the thread's Wait
                 containers, on = self.descend(path)
-                if on is not None and on.name == event and isinstance(on, On) and containers:
+                if isinstance(on, On) and on.name == event and containers:
                     wait = containers[-1]
                     if isinstance(wait, Wait) and wait.name == t.cur_step:
                         positions = list(path)

@@ -47,14 +47,17 @@ class StepError(ProcflowError):
     """A step's action (or a compensation) raised.
 
     The cause is chained (``__cause__``) and its text is part of the message.
-    The state is left at the last checkpoint, so the next ``resume`` retries the
-    same step.
+    ``step`` names the step and ``thread_id`` the thread that ran it; it is
+    empty for a compensation, which ``cancel`` runs outside any thread. The
+    state is left at the last checkpoint, so the next ``resume`` (or
+    ``cancel``) retries the same step.
     """
 
     def __init__(self, step: str, thread_id: str, cause: BaseException, *, what: str = "step") -> None:
         self.step = step
         self.thread_id = thread_id
-        super().__init__(f"{what} {step!r} in thread {thread_id!r} raised {type(cause).__name__}: {cause}")
+        where = f" in thread {thread_id!r}" if thread_id else ""
+        super().__init__(f"{what} {step!r}{where} raised {type(cause).__name__}: {cause}")
 
 
 class SetupError(ProcflowError):
@@ -99,8 +102,14 @@ class PayloadError(ProcflowError):
 class HandlerError(ProcflowError):
     """An event handler's ``handle`` raised; the cause is chained.
 
-    The state is unchanged and the event stays parked.
+    ``event`` names the event and ``thread_id`` the thread parked on it. The
+    state is unchanged and the event stays parked.
     """
+
+    def __init__(self, message: str, *, event: str = "", thread_id: str = "") -> None:
+        self.event = event
+        self.thread_id = thread_id
+        super().__init__(message)
 
 
 class WorkflowFinishedError(ProcflowError):

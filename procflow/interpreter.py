@@ -40,6 +40,7 @@ from .errors import (
     CallbackNotFound,
     DefinitionError,
     HandlerError,
+    PayloadError,
     ProcflowError,
     SetupError,
     StaleCallback,
@@ -985,7 +986,7 @@ class _Run:
             try:
                 await call(step.compensate)
             except Exception as e:
-                raise StepError(name, MAIN_THREAD, e, what="compensation of step") from e
+                raise StepError(name, "", e, what="compensation of step") from e
             if self.hooks is not None:
                 self.hooks.transition("compensated", name)
             self.set(self.state, "completed", completed[:-1])
@@ -1159,16 +1160,23 @@ async def handle_callback(
     is made ready; save the state, then call ``resume``.
 
     Raises:
-        TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
+        TypeError: ``req`` is not a ``CallbackRequest``, or ``state`` is not a
+            ``State`` (validate stored JSON into one first).
         WorkflowFinishedError: the workflow is finished or cancelled.
         CallbackNotFound: no thread is parked on that event.
         StaleCallback: ``req.pc`` is set and differs from the parking's pc.
-        PayloadError: an ``OnEvent`` payload failed validation.
+        PayloadError: an ``OnEvent`` payload failed validation; the message
+            names the event, the thread and the instance.
         HandlerError: the handler raised (the cause is chained).
         DefinitionError: the tree is invalid or lacks the Wait or event.
 
     On any error the ``State`` is unchanged.
     """
+    if not isinstance(req, CallbackRequest):
+        raise TypeError(
+            f"req must be a procflow.CallbackRequest, got {type(req).__name__}; "
+            'build one with CallbackRequest(name="...")'
+        )
     _require_state(state)
     if state.status in _DONE:
         raise WorkflowFinishedError(
@@ -1197,8 +1205,14 @@ async def handle_callback(
                 f"event {req.name!r}{where} of {state.workflow!r} {state.id!r} carries pc "
                 f"{req.pc}, but the thread is parked on it at pc {stale.req.pc}"
             )
+        if req.thread_id:
+            raise CallbackNotFound(
+                f"thread {req.thread_id!r} of {state.workflow!r} {state.id!r} is not parked on event "
+                f"{req.name!r}; it was already delivered, its Wait was left, or the thread or the "
+                "event never existed"
+            )
         raise CallbackNotFound(
-            f"no thread{where} of {state.workflow!r} {state.id!r} is parked on event "
+            f"no thread of {state.workflow!r} {state.id!r} is parked on event "
             f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
         )
     on = _event_in(root, paths, thread.cur_step, req.name)
@@ -1211,12 +1225,18 @@ async def handle_callback(
         reply = on.handler.handle(event.req, payload)
         if reply is not None and isawaitable(reply):
             reply = await reply
+    except PayloadError as e:
+        # The handler knows its function only; say where the payload was sent.
+        e.args = (f"event {req.name!r} in thread {thread.id!r} of {state.workflow!r} {state.id!r}: {e}",)
+        raise
     except ProcflowError:
         raise
     except Exception as e:
         raise HandlerError(
             f"the handler of event {req.name!r} in thread {thread.id!r} of "
-            f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}"
+            f"{state.workflow!r} {state.id!r} raised {type(e).__name__}: {e}",
+            event=req.name,
+            thread_id=thread.id,
         ) from e
     # Nothing below can fail, so these changes need no undo log.
     events: list[WaitEvent] = []

@@ -253,6 +253,15 @@ async def test_a_failing_compensation_raises_step_error_naming_its_step() -> Non
     assert isinstance(caught.value.__cause__, ActionFailure)
 
 
+async def test_a_failing_compensation_names_no_thread_as_cancel_runs_it_outside_any() -> None:
+    wf = await parked_trip()
+    wf.failing["cancel hotel"] = 1
+    with pytest.raises(pf.StepError) as caught:
+        await wf.cancel()
+    assert caught.value.thread_id == ""
+    assert str(caught.value).startswith("compensation of step 'hotel' raised ActionFailure")
+
+
 async def test_a_failing_compensation_leaves_the_state_at_the_last_checkpoint() -> None:
     wf = await parked_trip()
     wf.failing["cancel hotel"] = 1

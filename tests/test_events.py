@@ -559,6 +559,15 @@ async def test_payload_errors_of_a_json_payload_are_json_serialisable(payload: A
     assert json.loads(json.dumps(caught.value.errors))
 
 
+async def test_payload_error_names_the_event_the_thread_and_the_instance() -> None:
+    inbox = await parked_inbox()
+    with pytest.raises(pf.PayloadError) as caught:
+        await inbox.send("decision", {"approver": 1, "amount": 5})
+    assert str(caught.value).startswith(
+        "event 'decision' in thread '_main_' of 'inbox' 'inbox-1': invalid payload for "
+    )
+
+
 async def test_the_event_stays_parked_after_a_bad_payload() -> None:
     inbox = await parked_inbox()
     with pytest.raises(pf.PayloadError):
@@ -703,6 +712,17 @@ async def test_a_failing_handler_raises_handler_error_with_the_cause_chained(
     with pytest.raises(pf.HandlerError) as caught:
         await parked.send("approve")
     assert isinstance(caught.value.__cause__, HandlerFailure)
+
+
+async def test_handler_error_names_the_event_and_the_thread(
+    handler_class: type[RecordingHandler],
+) -> None:
+    parked = await parked_two_waits(handler_class)
+    parked.handlers.fail_next("handle", "approve")
+    with pytest.raises(pf.HandlerError) as caught:
+        await parked.send("approve")
+    assert (caught.value.event, caught.value.thread_id) == ("approve", pf.MAIN_THREAD)
+    assert "event 'approve' in thread '_main_'" in str(caught.value)
 
 
 async def test_a_failing_handler_changes_no_state_and_the_event_stays_parked(
@@ -906,6 +926,24 @@ async def test_a_callback_for_a_thread_that_is_not_parked_on_the_event_raises_ca
     req = pf.CallbackRequest(name="take", thread_id=thread_id)
     with pytest.raises(pf.CallbackNotFound):
         await pf.handle_callback(req, pickers, pickers.state, None)
+
+
+async def test_callback_not_found_for_a_thread_id_names_that_thread() -> None:
+    pickers = await parked_pickers()
+    req = pf.CallbackRequest(name="take", thread_id="picker-3")
+    with pytest.raises(pf.CallbackNotFound) as caught:
+        await pf.handle_callback(req, pickers, pickers.state, None)
+    assert str(caught.value).startswith("thread 'picker-3' of ")
+    assert "is not parked on event 'take'" in str(caught.value)
+
+
+async def test_a_request_that_is_not_a_callback_request_raises_type_error_and_changes_nothing() -> None:
+    pickers = await parked_pickers()
+    before = pickers.state.model_dump_json()
+    with pytest.raises(TypeError, match="CallbackRequest"):
+        await pf.handle_callback({"name": "take"}, pickers, pickers.state, None)  # type: ignore[arg-type]
+    assert pickers.state.model_dump_json() == before
+    assert pickers.handlers.of("handle") == []
 
 
 async def test_a_thread_that_got_its_callback_ends_after_resume_and_the_other_keeps_waiting() -> None:

@@ -211,16 +211,28 @@ class Default(Case):
 
 
 class Switch(_Container):
-    """Runs the first case whose condition is true, then continues after itself."""
+    """Runs the first case whose condition is true, then continues after itself.
+
+    Raises ``DefinitionError`` when a case is not a ``Case`` or comes after a
+    ``Default``, which would leave it unreachable.
+    """
 
     __slots__ = ()
     _kind = CHOICE
     _kids: tuple[Case, ...]
 
     def __init__(self, *cases: Case) -> None:
+        default: Case | None = None
         for c in cases:
             if not isinstance(c, Case):
                 raise DefinitionError(f"Switch takes Case and Default statements, got {c!r}")
+            if default is not None:
+                raise DefinitionError(
+                    f"Switch: {type(c).__name__} {c.name!r} comes after Default {default.name!r}, "
+                    "so it can never run; the Default (else_) must be the last case"
+                )
+            if isinstance(c, Default):
+                default = c
         self._kids = cases
 
     @property
@@ -453,10 +465,15 @@ def walk(stmt: Stmt, fn: Callable[[Stmt], bool | None]) -> bool:
 
     Stops as soon as ``fn`` returns ``True`` and returns ``True`` then;
     returns ``False`` when every statement was visited.
+
+    Raises:
+        DefinitionError: it reached something that is not a statement.
     """
     stack = [stmt]
     while stack:
         s = stack.pop()
+        if not isinstance(s, Stmt):
+            raise DefinitionError(f"walk reached {s!r}, which is not a statement; validate() names its place")
         if fn(s):
             return True
         kids = s.children()

@@ -6,6 +6,7 @@ definition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,20 @@ def test_a_switch_is_built_from_case_and_default() -> None:
 def test_a_switch_rejects_a_statement_that_is_not_a_case() -> None:
     with pytest.raises(pf.DefinitionError, match="Case"):
         pf.Switch(pf.Step("a", noop))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: pf.If(True, "a").else_("b").elif_(True, "c"),
+        lambda: pf.If(True, "a").else_("b").else_("c"),
+        lambda: pf.Switch(pf.Default("b"), pf.Case(True, "c")),
+    ],
+    ids=["elif-after-else", "else-after-else", "case-after-default"],
+)
+def test_a_case_after_the_default_is_a_definition_error_naming_both(build: Callable[[], pf.Switch]) -> None:
+    with pytest.raises(pf.DefinitionError, match="'c' comes after Default 'b'"):
+        build()
 
 
 @pytest.mark.parametrize(
@@ -383,6 +398,12 @@ def test_walk_stops_at_the_first_statement_for_which_fn_returns_true() -> None:
     assert seen[-1] == "Wait:w"
     assert "On:e" not in seen
     assert "Step:z" not in seen
+
+
+def test_walk_raises_definition_error_on_a_child_that_is_not_a_statement() -> None:
+    tree = pf.S(pf.Step("a", noop), "b")  # type: ignore[arg-type]
+    with pytest.raises(pf.DefinitionError, match="'b', which is not a statement"):
+        pf.walk(tree, lambda s: False)
 
 
 def test_walk_visits_a_single_statement() -> None:

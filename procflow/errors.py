@@ -44,19 +44,24 @@ class DefinitionError(ProcflowError):
 
 
 class StepError(ProcflowError):
-    """A step's action (or a compensation) raised.
+    """A step's action (or a compensation, or a ``WaitFor`` handler) raised.
 
     The cause is chained (``__cause__``) and its text is part of the message.
     ``step`` names the step and ``thread_id`` the thread that ran it; it is
     empty for a compensation, which ``cancel`` runs outside any thread. The
     state is left at the last checkpoint, so the next ``resume`` (or
-    ``cancel``) retries the same step.
+    ``cancel``) retries the same step. ``what`` and ``instance`` (the
+    workflow and id, as ``'order' 'o-1'``) only shape the message.
     """
 
-    def __init__(self, step: str, thread_id: str, cause: BaseException, *, what: str = "step") -> None:
+    def __init__(
+        self, step: str, thread_id: str, cause: BaseException, *, what: str = "Step", instance: str = ""
+    ) -> None:
         self.step = step
         self.thread_id = thread_id
         where = f" in thread {thread_id!r}" if thread_id else ""
+        if instance:
+            where += f" of {instance}"
         super().__init__(f"{what} {step!r}{where} raised {type(cause).__name__}: {cause}")
 
 
@@ -65,15 +70,19 @@ class SetupError(ProcflowError):
 
     The failed events are kept with status ``SETUP_ERROR`` and are set up again
     by the next ``resume``. ``failures`` maps ``(thread_id, event name)`` to the
-    error text; the first cause is chained.
+    error text; the first cause is chained. ``instance`` (the workflow and id,
+    as ``'order' 'o-1'``) only shapes the message.
     """
 
-    def __init__(self, failures: dict[tuple[str, str], str]) -> None:
+    def __init__(self, failures: dict[tuple[str, str], str], *, instance: str = "") -> None:
         self.failures = failures
         details = "; ".join(
-            f"event {name!r} of thread {thread!r}: {text}" for (thread, name), text in failures.items()
+            f"event {name!r} in thread {thread!r}: {text}" for (thread, name), text in failures.items()
         )
-        super().__init__(f"setup failed for {len(failures)} event(s): {details}")
+        of = f" of {instance}" if instance else ""
+        super().__init__(
+            f"setup of {len(failures)} event(s){of} failed: {details}; the next resume retries them"
+        )
 
 
 class CallbackNotFound(ProcflowError):

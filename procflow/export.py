@@ -89,7 +89,10 @@ def _type_of(stmt: Stmt) -> type[Stmt]:
     for t in _TYPES:
         if isinstance(stmt, t):
             return t
-    raise DefinitionError(f"{stmt!r} is not a procflow statement this version can export")
+    raise DefinitionError(
+        f"{stmt!r} is not a procflow statement this version can export; "
+        "derive custom statements from a procflow statement class (Step, Wait, ...)"
+    )
 
 
 # -- JSON ------------------------------------------------------------------------------
@@ -132,7 +135,11 @@ def _event_schemas(event: On) -> dict[str, Any]:
     try:
         return {"payload_schema": handler.payload_schema(), "reply_schema": handler.reply_schema()}
     except PydanticUserError as e:  # a type pydantic validates but cannot describe
-        raise ExportError(f"event {event.name!r}: its payload or reply type has no JSON Schema: {e}") from e
+        first_line = str(e).splitlines()[0]
+        raise ExportError(
+            f"OnEvent {event.name!r}: its payload or reply type has no JSON Schema ({first_line}); "
+            "use a pydantic model, a dataclass or a standard type"
+        ) from e
 
 
 def _node(stmt: Stmt) -> dict[str, Any]:
@@ -352,10 +359,14 @@ def _flowchart(definition: Stmt, highlight: Mapping[str, str] | None) -> Flowcha
     """Check the definition and the highlight classes, and draw the tree."""
     _check(definition)
     walk(definition, _unknown)
+    if highlight is not None and not isinstance(highlight, Mapping):
+        raise TypeError(f"highlight must map statement names to class names, got {type(highlight).__name__}")
     if highlight:
-        for cls in highlight.values():
+        for name, cls in highlight.items():
             if not isinstance(cls, str) or not _CLASS_NAME.fullmatch(cls):
-                raise ExportError(f"highlight class {cls!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+                raise ExportError(
+                    f"highlight[{name!r}] = {cls!r} is not a class name ([A-Za-z_][A-Za-z0-9_]*)"
+                )
     return Flowchart(definition)
 
 
@@ -386,6 +397,7 @@ def to_mermaid(definition: Stmt, *, highlight: Mapping[str, str] | None = None) 
             a ``Case`` outside a ``Switch`` or an event outside a ``Wait``, or
             holds a statement type this module does not know.
         ExportError: a ``highlight`` class is not a Mermaid identifier.
+        TypeError: ``highlight`` is not a mapping.
     """
     return _flowchart(definition, highlight).mermaid(highlight)
 
@@ -406,5 +418,6 @@ def to_dot(definition: Stmt, *, highlight: Mapping[str, str] | None = None) -> s
     Raises:
         DefinitionError: as ``to_mermaid``.
         ExportError: a ``highlight`` class is not an identifier.
+        TypeError: ``highlight`` is not a mapping.
     """
     return _flowchart(definition, highlight).dot(highlight)

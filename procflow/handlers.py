@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType, MethodType
 from typing import Any, ClassVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from .errors import DefinitionError, PayloadError
 from .state import CallbackRequest
@@ -121,6 +121,24 @@ def _annotated(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _function_name(fn: Callable[..., Any]) -> str:
+    """``fn`` as messages name it: its qualified name, never its repr (a bound method's shows its object)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return repr(name)
+
+
+def check_event_function(fn: Callable[..., Any]) -> None:
+    """Check that ``fn`` can be an ``OnEvent``'s function (the result is cached).
+
+    Raises:
+        DefinitionError: it takes more than one argument, its type hints do
+            not resolve, or pydantic cannot validate its payload or reply type.
+    """
+    _signature_of(fn)
+
+
 def _inspect(fn: Callable[..., Any]) -> _Signature:
     try:
         params = [
@@ -129,23 +147,35 @@ def _inspect(fn: Callable[..., Any]) -> _Signature:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]
     except (TypeError, ValueError) as e:
-        raise DefinitionError(f"OnEvent handler {fn!r}: cannot read its signature: {e}") from e
+        raise DefinitionError(f"function {_function_name(fn)}: cannot read its signature: {e}") from e
     if len(params) > 1:
-        raise DefinitionError(f"OnEvent handler {fn!r} must take one argument, the payload")
+        raise DefinitionError(
+            f"function {_function_name(fn)} takes {len(params)} arguments; it must take one, "
+            "the payload (or none)"
+        )
     try:
         hints = typing.get_type_hints(_annotated(fn))
     except Exception as e:  # unresolvable forward reference, typically
         raise DefinitionError(
-            f"OnEvent handler {fn!r}: cannot resolve its type hints ({e}); "
+            f"function {_function_name(fn)}: cannot resolve its type hints ({e}); "
             "define the payload type at module level"
         ) from e
     payload_type = hints.get(params[0].name, Any) if params else None
     reply_type = hints.get("return", Any)
     if reply_type is type(None):
         reply_type = None
+    try:
+        payload: TypeAdapter[Any] = TypeAdapter(payload_type if params else None)
+        reply: TypeAdapter[Any] = TypeAdapter(reply_type)
+    except PydanticUserError as e:  # a type pydantic cannot validate
+        first_line = str(e).splitlines()[0]
+        raise DefinitionError(
+            f"function {_function_name(fn)}: pydantic cannot validate its payload or reply "
+            f"type ({first_line}); use a pydantic model, a dataclass or a standard type"
+        ) from e
     return _Signature(
-        payload=TypeAdapter(payload_type if params else None),
-        reply=TypeAdapter(reply_type),
+        payload=payload,
+        reply=reply,
         payload_type=payload_type,
         reply_type=reply_type,
         takes_payload=bool(params),
@@ -217,7 +247,7 @@ class FunctionHandler(Handler):
         except ValidationError as e:
             errors = _jsonable(e)
             raise PayloadError(
-                f"invalid payload for {getattr(self.fn, '__qualname__', self.fn)!r}: "
+                f"invalid payload for {_function_name(self.fn)}: "
                 f"{e.error_count()} error(s): {_summary(errors)}",
                 errors,
             ) from e

@@ -267,6 +267,11 @@ def _reinsert(lst: list[Any], at: tuple[int, Any]) -> None:
     lst.insert(*at)
 
 
+def _instance(state: State) -> str:
+    """How messages name an instance: its workflow and id, ``'order' 'o-1'``."""
+    return f"{state.workflow!r} {state.id!r}"
+
+
 class _Run:
     """One call of ``resume``, ``handle_callback`` or ``cancel``."""
 
@@ -378,7 +383,7 @@ class _Run:
 
     def reindex(self) -> None:
         """Validate the current tree and map its position names to paths."""
-        self.paths = _indexed(self.root, self.workflow, self.state)
+        self.paths = _indexed(self.root, self.workflow)
 
     def descend(self, path: Path) -> tuple[list[Stmt], Stmt | None]:
         """The containers along ``path`` in the current tree, and the statement at its end."""
@@ -440,10 +445,13 @@ class _Run:
                     return stmt
         return self.locate(name, kind, thread)[2]
 
+    def in_thread(self, thread: Thread) -> str:
+        """Where a statement runs, for messages: ``in thread 'x' of 'order' 'o-1'``."""
+        return f"in thread {thread.id!r} of {_instance(self.state)}"
+
     def too_many_transitions(self, thread: Thread) -> DefinitionError:
         return DefinitionError(
-            f"more than {self.max_transitions} transitions in one resume of "
-            f"{self.state.workflow!r} {self.state.id!r} (thread {thread.id!r}); "
+            f"more than {self.max_transitions} transitions in one resume, {self.in_thread(thread)}; "
             "a loop that never waits? Raise max_transitions if the work is real"
         )
 
@@ -480,7 +488,7 @@ class _Run:
             return bool(cond())
         except Exception as e:
             raise DefinitionError(
-                f"the condition of {type(stmt).__name__} {stmt.name!r} in thread {thread.id!r} "
+                f"the condition of {type(stmt).__name__} {stmt.name!r} {self.in_thread(thread)} "
                 f"raised {type(e).__name__}: {e}"
             ) from e
 
@@ -517,7 +525,7 @@ class _Run:
                 except Exception as e:
                     if hooks is not None:
                         hooks.transition("step_failed", node.name, t.id, _describe(e))
-                    raise StepError(node.name, t.id, e) from e
+                    raise StepError(node.name, t.id, e, instance=_instance(state)) from e
                 name = node.name
                 if hooks is not None:
                     hooks.transition("step", name, t.id)
@@ -544,8 +552,6 @@ class _Run:
                     # _built_tree() inline: a call less per step
                     try:
                         root = workflow.definition()
-                    except ProcflowError:
-                        raise
                     except Exception as e:
                         raise _definition_raised(workflow, e) from e
                     if not isinstance(root, Stmt):
@@ -576,8 +582,9 @@ class _Run:
                 key = id(node)
                 if key in loops_entered or not node._kids:
                     raise DefinitionError(
-                        f"an iteration of For {node.name!r} in thread {t.id!r} neither ran a step "
-                        "nor waited; every iteration must park at least once"
+                        f"an iteration of For {node.name!r} {self.in_thread(t)} neither ran a step "
+                        "nor waited; every iteration must park at least once: give its body a Step, "
+                        "Wait or WaitFor on every path, or let its condition become false"
                     )
                 loops_entered.add(key)
                 containers.append(node)
@@ -664,7 +671,10 @@ class _Run:
             loop = containers[k]
             del containers[k:], positions[k:]
             return loop
-        raise DefinitionError(f"thread {t.id!r} reached {node!r}, which the interpreter cannot run")
+        raise DefinitionError(
+            f"{self.in_thread(t)[3:]} reached {node!r}, which the interpreter cannot run; "
+            "derive custom statements from a procflow statement class (Step, Wait, ...)"
+        )
 
     def enter_switch(
         self, t: Thread, switch: Switch, containers: list[Stmt], positions: list[int]
@@ -689,8 +699,9 @@ class _Run:
             if on.name == name:
                 return i
         raise DefinitionError(
-            f"thread {t.id!r} of {self.state.workflow!r} {self.state.id!r} is parked on Wait "
-            f"{wait.name!r}, but the definition no longer has event {name!r} in it"
+            f"thread {t.id!r} of {_instance(self.state)} is parked on Wait "
+            f"{wait.name!r}, but the definition no longer has event {name!r} in it; keep the "
+            "events of the Waits at which in-flight instances are parked"
         )
 
     def start_thread(self, t: Thread, go: Go) -> None:
@@ -701,17 +712,19 @@ class _Run:
                 tid = go.id()
             except Exception as e:
                 raise DefinitionError(
-                    f"the id of Go {go.name!r} in thread {t.id!r} raised {type(e).__name__}: {e}"
+                    f"the id of Go {go.name!r} {self.in_thread(t)} raised {type(e).__name__}: {e}"
                 ) from e
             if not isinstance(tid, str) or not tid:
-                raise DefinitionError(f"the id of Go {go.name!r} must be a non-empty str, got {tid!r}")
+                raise DefinitionError(
+                    f"the id of Go {go.name!r} {self.in_thread(t)} returned {tid!r}, not a non-empty str"
+                )
         thread_ids = self.thread_ids
         if thread_ids is None:
             thread_ids = self.thread_ids = {x.id for x in self.state.threads}
         if tid in thread_ids:
             raise DefinitionError(
-                f"Go {go.name!r} would start thread {tid!r}, but a thread with that id is "
-                "running; give Go an id=... that differs per thread"
+                f"Go {go.name!r} {self.in_thread(t)} would start thread {tid!r}, but a thread with "
+                "that id is running; give Go an id=... that differs per thread"
             )
         new = new_thread(tid, go.name)
         self.append(self.state.threads, new)
@@ -740,7 +753,7 @@ class _Run:
                 kind = handler.type
                 if type(kind) is not str or not kind:  # a class checks its own; an instance may set another
                     raise DefinitionError(
-                        f"the handler of event {on.name!r} in thread {t.id!r} has type {kind!r}; "
+                        f"the handler of event {on.name!r} {self.in_thread(t)} has type {kind!r}; "
                         f"{type(handler).__name__}.type must be a non-empty str"
                     )
             events.append(new_wait_event(kind, state_id, t.id, on.name, t.pc))
@@ -765,7 +778,9 @@ class _Run:
         try:
             await call(wait_for.handler)  # type: ignore[arg-type]
         except Exception as e:
-            raise StepError(wait_for.name, t.id, e, what="WaitFor handler") from e
+            raise StepError(
+                wait_for.name, t.id, e, what="the handler of WaitFor", instance=_instance(self.state)
+            ) from e
         if self.hooks is not None:
             self.hooks.transition("condition", wait_for.name, t.id)
         self.count_transition(t)
@@ -978,15 +993,18 @@ class _Run:
                 step = None
             if step is None or step.compensate is None:
                 raise DefinitionError(
-                    f"{self.state.workflow!r} {self.state.id!r} completed step {name!r}, but the "
-                    "definition has no Step by that name with a compensate"
+                    f"{_instance(self.state)} completed Step {name!r}, but the definition has no Step "
+                    "by that name with a compensate; keep it while such instances may be cancelled "
+                    "with compensate=True, or cancel them with compensate=False"
                 )
             if self.hooks is not None:
                 await self.hooks.before_effect()
             try:
                 await call(step.compensate)
             except Exception as e:
-                raise StepError(name, "", e, what="compensation of step") from e
+                raise StepError(
+                    name, "", e, what="the compensation of Step", instance=_instance(self.state)
+                ) from e
             if self.hooks is not None:
                 self.hooks.transition("compensated", name)
             self.set(self.state, "completed", completed[:-1])
@@ -1011,7 +1029,10 @@ def _describe(exc: BaseException) -> str:
 def _require_state(state: object) -> None:
     """Raise ``TypeError`` unless ``state`` is a ``State`` (a dict of one, say, is not)."""
     if not isinstance(state, State):
-        raise TypeError(f"state must be a procflow.State, got {type(state).__name__}")
+        raise TypeError(
+            f"state must be a procflow.State, got {type(state).__name__}; "
+            "load a stored one with State.model_validate_json(...)"
+        )
 
 
 def _built_tree(workflow: Workflow) -> Stmt:
@@ -1022,8 +1043,6 @@ def _built_tree(workflow: Workflow) -> Stmt:
     """
     try:
         root = workflow.definition()
-    except ProcflowError:
-        raise
     except Exception as e:
         raise _definition_raised(workflow, e) from e
     if not isinstance(root, Stmt):
@@ -1032,6 +1051,9 @@ def _built_tree(workflow: Workflow) -> Stmt:
 
 
 def _definition_raised(workflow: Workflow, e: Exception) -> DefinitionError:
+    """``definition()`` raised ``e``: a statement it built refused its arguments, or its own code failed."""
+    if isinstance(e, DefinitionError):
+        return DefinitionError(f"{type(workflow).__name__}.definition(): {e}")
     return DefinitionError(f"{type(workflow).__name__}.definition() raised {type(e).__name__}: {e}")
 
 
@@ -1041,16 +1063,16 @@ def _not_a_statement(workflow: Workflow, root: object) -> DefinitionError:
     )
 
 
-def _indexed(root: Stmt, workflow: Workflow, state: State) -> dict[str, Path]:
+def _indexed(root: Stmt, workflow: Workflow) -> dict[str, Path]:
     """Check the tree ``root`` as a whole; return the paths of its names (see ``ShapeCache``).
 
     Raises:
-        DefinitionError: the tree is invalid; the message names the workflow.
+        DefinitionError: the tree is invalid; the message names the workflow's class.
     """
     try:
         return _shapes.index(root, type(workflow))
     except DefinitionError as e:
-        raise DefinitionError(f"{state.workflow!r}: {e}") from None
+        raise DefinitionError(f"{type(workflow).__name__}.definition(): {e}") from None
 
 
 def _event_in(root: Stmt, paths: dict[str, Path], wait_name: str, name: str) -> On | None:
@@ -1064,6 +1086,36 @@ def _event_in(root: Stmt, paths: dict[str, Path], wait_name: str, name: str) -> 
     if not isinstance(wait, Wait) or wait.name != wait_name:
         return None
     return wait._kids[path[-1]]
+
+
+def _undeliverable(req: CallbackRequest, state: State, stale: WaitEvent | None) -> ProcflowError:
+    """Why no thread takes the event ``req`` names: a stale ``pc`` (``stale``), or none parked on it."""
+    if stale is not None:
+        return StaleCallback(
+            f"event {req.name!r} carries pc {req.pc}, but thread {stale.req.thread_id!r} of "
+            f"{_instance(state)} is parked on it at pc {stale.req.pc}; send that pc, or none (0) "
+            "for whichever parking is current"
+        )
+    parked = sorted(
+        {
+            e.req.name
+            for t in state.threads
+            if t.status == _WAITING_EVENT and (not req.thread_id or t.id == req.thread_id)
+            for e in t.wait_events
+            if e.status in _PARKED_EVENT
+        }
+    )
+    now = f"parked events: {', '.join(map(repr, parked))}" if parked else "nothing is parked"
+    if req.thread_id:
+        return CallbackNotFound(
+            f"thread {req.thread_id!r} of {_instance(state)} is not parked on event {req.name!r} "
+            f"({now}); it was already delivered, its Wait was left, or the thread or the event "
+            "never existed"
+        )
+    return CallbackNotFound(
+        f"no thread of {_instance(state)} is parked on event {req.name!r} ({now}); it was already "
+        "delivered, its Wait was left, or it never existed"
+    )
 
 
 async def resume(
@@ -1143,7 +1195,7 @@ async def resume(
         run.rollback()
         raise
     if failures is not None:
-        raise SetupError(failures) from failures.cause
+        raise SetupError(failures, instance=_instance(state)) from failures.cause
 
 
 async def handle_callback(
@@ -1184,7 +1236,7 @@ async def handle_callback(
             f"event {req.name!r} cannot be delivered"
         )
     root = _built_tree(workflow)
-    paths = _indexed(root, workflow, state)
+    paths = _indexed(root, workflow)
     thread, event, stale = None, None, None
     for t in state.threads:
         if t.status != _WAITING_EVENT or (req.thread_id and t.id != req.thread_id):
@@ -1199,22 +1251,7 @@ async def handle_callback(
         if event is not None:
             break
     if thread is None or event is None:
-        where = f" in thread {req.thread_id!r}" if req.thread_id else ""
-        if stale is not None:
-            raise StaleCallback(
-                f"event {req.name!r}{where} of {state.workflow!r} {state.id!r} carries pc "
-                f"{req.pc}, but the thread is parked on it at pc {stale.req.pc}"
-            )
-        if req.thread_id:
-            raise CallbackNotFound(
-                f"thread {req.thread_id!r} of {state.workflow!r} {state.id!r} is not parked on event "
-                f"{req.name!r}; it was already delivered, its Wait was left, or the thread or the "
-                "event never existed"
-            )
-        raise CallbackNotFound(
-            f"no thread of {state.workflow!r} {state.id!r} is parked on event "
-            f"{req.name!r}; it was already delivered, its Wait was left, or it never existed"
-        )
+        raise _undeliverable(req, state, stale)
     on = _event_in(root, paths, thread.cur_step, req.name)
     if on is None:  # not in the Wait the thread is parked on: say what the tree has instead
         run = _Run(workflow, state, hooks=hooks)
@@ -1225,9 +1262,9 @@ async def handle_callback(
         reply = on.handler.handle(event.req, payload)
         if reply is not None and isawaitable(reply):
             reply = await reply
-    except PayloadError as e:
-        # The handler knows its function only; say where the payload was sent.
-        e.args = (f"event {req.name!r} in thread {thread.id!r} of {state.workflow!r} {state.id!r}: {e}",)
+    except (PayloadError, DefinitionError) as e:
+        # The handler knows its function only; say where the event was sent.
+        e.args = (f"event {req.name!r} in thread {thread.id!r} of {_instance(state)}: {e}",)
         raise
     except ProcflowError:
         raise

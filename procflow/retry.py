@@ -52,7 +52,7 @@ class Retry:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"Retry(max_attempts={self.max_attempts}): it must be at least 1")
+            raise ValueError(f"Retry: max_attempts must be at least 1, got {self.max_attempts}")
 
     def retries(self, failed_attempts: int, error: BaseException | None) -> bool:
         """Whether to try again after ``failed_attempts`` failures, the last with ``error``."""

@@ -19,7 +19,7 @@ from types import MemberDescriptorType
 from typing import Any, TypeAlias
 
 from .errors import DefinitionError
-from .handlers import FunctionHandler, Handler
+from .handlers import FunctionHandler, Handler, check_event_function
 from .retry import Retry
 
 __all__ = [
@@ -95,8 +95,24 @@ class Stmt:
 # first and build messages only on failure.
 
 
+# How each statement is written, for messages about arguments in the wrong place.
+_SIGNATURES = {
+    "Step": "Step(name, action)",
+    "Case": "If(cond, name, *stmts) or Case(cond, name, *stmts)",
+    "Default": "else_(name, *stmts) or Default(name, *stmts)",
+    "For": "For(name, cond, *stmts)",
+    "Go": "Go(name, body)",
+    "On": "On(name, handler, *stmts)",
+    "OnEvent": "OnEvent(name, fn, *stmts)",
+    "Wait": "Wait(name, *events)",
+    "WaitFor": "WaitFor(name, cond, handler=None)",
+}
+
+
 def _bad_name(kind: str, name: object) -> DefinitionError:
-    return DefinitionError(f"{kind} needs a non-empty str name, got {name!r}")
+    signature = _SIGNATURES.get(kind)
+    hint = f" (it is written {signature})" if signature else ""
+    return DefinitionError(f"{kind} needs a non-empty str name, got {name!r}{hint}")
 
 
 def _bad_condition(kind: str, name: str, cond: object) -> DefinitionError:
@@ -105,11 +121,17 @@ def _bad_condition(kind: str, name: str, cond: object) -> DefinitionError:
     )
 
 
+def _label(stmt: Stmt) -> str:
+    """A statement as messages name it: ``Step 'x'``, or ``a Section`` when it has no name."""
+    return f"{type(stmt).__name__} {stmt.name!r}" if stmt.name else f"a {type(stmt).__name__}"
+
+
 def _bad_child(owner: Stmt, child: object) -> DefinitionError:
-    return DefinitionError(
-        f"{type(owner).__name__} {owner.name!r} holds {child!r}, which is not a statement; "
-        "use Step, S, If, For, Go, Wait, WaitFor, Return, Break or Continue"
-    )
+    if isinstance(child, (list, tuple)):
+        remedy = "unpack a list of statements into its place: S(*stmts)"
+    else:
+        remedy = "use Step, S, If, For, Go, Wait, WaitFor, Return, Break or Continue"
+    return DefinitionError(f"{_label(owner)} holds {child!r}, which is not a statement; {remedy}")
 
 
 class _Container(Stmt):
@@ -125,6 +147,11 @@ class Section(_Container):
     _kind = SEQUENCE
 
     def __init__(self, stmts: Sequence[Stmt] = ()) -> None:
+        if isinstance(stmts, Stmt):
+            raise DefinitionError(
+                f"Section takes a sequence of statements, got {stmts!r}; "
+                "write S(stmt, ...) or Section([stmt, ...])"
+            )
         self._kids = stmts if type(stmts) is tuple else tuple(stmts)
 
     @property
@@ -378,14 +405,16 @@ class OnEvent(On):
         buffer: bool = False,
         max_attempts: int | None = None,
     ) -> None:
-        if not callable(fn):
-            raise DefinitionError(f"OnEvent {name!r}: fn must be callable, got {fn!r}")
-        if max_attempts is not None and max_attempts < 1:
-            raise DefinitionError(f"OnEvent {name!r}: max_attempts must be at least 1, got {max_attempts}")
         # On.__init__'s work, without its handler check: calling it through
         # super() with *stmts and a keyword costs as much as the rest of this.
         if type(name) is not str or not name:
             raise _bad_name(type(self).__name__, name)
+        if not callable(fn):
+            raise DefinitionError(f"OnEvent {name!r}: fn must be callable, got {fn!r}")
+        if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
+            raise DefinitionError(
+                f"OnEvent {name!r}: max_attempts must be an int of at least 1, got {max_attempts!r}"
+            )
         self.name = name
         self.fn = fn
         self.buffer = buffer
@@ -504,25 +533,50 @@ def index(definition: Stmt) -> dict[str, Path]:
     if definition._positional:
         paths[definition.name] = ()
     if definition._kids:
-        _index_children(definition, (), False, paths, None)
+        try:
+            _index_children(definition, (), _NO_LOOP, paths, None)
+        except _DuplicateName as e:
+            second = e.second
+            first = at(definition, paths[second.name])
+            assert first is not None
+            raise DefinitionError(
+                f"invalid definition: duplicate name {second.name!r}, of {_label(first)} and of "
+                f"{_label(second)}; every Step, Wait, event, WaitFor and Go name must be unique "
+                "within the whole definition"
+            ) from None
     elif isinstance(definition, _Jump):
-        raise DefinitionError(f"invalid definition: {type(definition).__name__}() outside a For loop")
+        raise DefinitionError(
+            f"invalid definition: {type(definition).__name__}() as the root is outside a For loop"
+        )
     return paths
 
 
+class _DuplicateName(Exception):
+    """Raised by ``_index_children`` at the second statement of a name; ``index`` finds the first."""
+
+    def __init__(self, second: Stmt) -> None:
+        self.second = second
+
+
+# Where a Break or Continue would be: what _index_children knows of the loops around it.
+_NO_LOOP = 0
+_IN_LOOP = 1  # inside a For of the same thread
+_LOOP_BEYOND_THREAD = 2  # inside a Go that is inside a For: the loop is another thread's
+
+
 def _index_children(
-    stmt: Stmt, path: Path, in_loop: bool, paths: dict[str, Path], holder: Stmt | None
+    stmt: Stmt, path: Path, in_loop: int, paths: dict[str, Path], holder: Stmt | None
 ) -> None:
-    # Runs once per resume/handle_callback call over the whole tree: kept lean.
+    # Runs once per tree of a new shape (see ShapeCache), and in validate(): kept lean.
     # ``holder`` is the nearest named statement around ``stmt``'s children; it
     # names the place in messages, which are built only on failure.
     if stmt.name:
         holder = stmt
     kind = stmt._kind
     if kind == LOOP:
-        in_loop = True
-    elif kind == THREAD:
-        in_loop = False
+        in_loop = _IN_LOOP
+    elif kind == THREAD and in_loop:
+        in_loop = _LOOP_BEYOND_THREAD
     i = 0  # counted by hand: enumerate() costs a tenth of this walk
     for kid in stmt._kids:
         if not isinstance(kid, Stmt):
@@ -532,20 +586,22 @@ def _index_children(
         if kid._positional:
             name = kid.name
             if name in paths:
-                raise DefinitionError(
-                    f"invalid definition: duplicate name {name!r}; every Step, Wait, "
-                    "event, WaitFor and Go name must be unique within the whole definition"
-                )
+                raise _DuplicateName(kid)
             paths[name] = kid_path = (*path, i)
+            if isinstance(kid, OnEvent):
+                try:
+                    check_event_function(kid.fn)
+                except DefinitionError as e:
+                    raise DefinitionError(f"invalid definition: OnEvent {name!r}: {e}") from e
             if kid._kids:
                 _index_children(kid, kid_path, in_loop, paths, holder)
         elif kid._kids:
             _index_children(kid, (*path, i), in_loop, paths, holder)
-        elif not in_loop and isinstance(kid, _Jump):
-            where = "the root" if holder is None else f"{type(holder).__name__} {holder.name!r}"
+        elif in_loop != _IN_LOOP and isinstance(kid, _Jump):
+            where = "the root" if holder is None else _label(holder)
             raise DefinitionError(
                 f"invalid definition: {type(kid).__name__}() in {where} is outside a For loop"
-                + (" of its own thread" if kind == THREAD or "Go " in where else "")
+                + (" of its own thread: a For around a Go does not reach into it" if in_loop else "")
             )
         i += 1  # noqa: SIM113
 

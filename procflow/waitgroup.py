@@ -26,7 +26,10 @@ class WaitGroup(BaseModel):
         """
         count = self.count + n
         if count < 0:
-            raise ValueError(f"WaitGroup counter would become negative ({self.count} + {n})")
+            raise ValueError(
+                f"WaitGroup counter would go below zero ({self.count} {'+' if n >= 0 else '-'} {abs(n)}): "
+                "done() was called more often than add(); call add() before each Go whose thread calls done()"
+            )
         # What pydantic's __setattr__ does for an int field, without its
         # microsecond of checks: done() is the last step of many threads.
         self.__dict__["count"] = count

@@ -259,7 +259,9 @@ async def test_a_failing_compensation_names_no_thread_as_cancel_runs_it_outside_
     with pytest.raises(pf.StepError) as caught:
         await wf.cancel()
     assert caught.value.thread_id == ""
-    assert str(caught.value).startswith("compensation of step 'hotel' raised ActionFailure")
+    assert str(caught.value).startswith(
+        "the compensation of Step 'hotel' of 'trip' 'trip-1' raised ActionFailure"
+    )
 
 
 async def test_a_failing_compensation_leaves_the_state_at_the_last_checkpoint() -> None:

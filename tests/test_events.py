@@ -111,7 +111,8 @@ async def test_a_handler_whose_own_type_is_not_a_non_empty_str_is_a_definition_e
     wf = TypedOnTheInstance(bad_type)
     before = wf.state.model_dump()
 
-    with pytest.raises(pf.DefinitionError, match=r"event 'approve' in thread '_main_' has type "):
+    message = r"event 'approve' in thread '_main_' of 'typed' 'typed-1' has type "
+    with pytest.raises(pf.DefinitionError, match=message):
         await pf.resume(wf, wf.state, no_checkpoint)
     assert wf.state.model_dump() == before
 

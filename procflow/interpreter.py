@@ -672,7 +672,7 @@ class _Run:
             del containers[k:], positions[k:]
             return loop
         raise DefinitionError(
-            f"{self.in_thread(t)[3:]} reached {node!r}, which the interpreter cannot run; "
+            f"thread {t.id!r} of {_instance(self.state)} reached {node!r}, which the interpreter cannot run; "
             "derive custom statements from a procflow statement class (Step, Wait, ...)"
         )
 

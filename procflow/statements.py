@@ -255,7 +255,7 @@ class Switch(_Container):
                 raise DefinitionError(f"Switch takes Case and Default statements, got {c!r}")
             if default is not None:
                 raise DefinitionError(
-                    f"Switch: {type(c).__name__} {c.name!r} comes after Default {default.name!r}, "
+                    f"Switch: {_label(c)} comes after {_label(default)}, "
                     "so it can never run; the Default (else_) must be the last case"
                 )
             if isinstance(c, Default):

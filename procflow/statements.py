@@ -488,6 +488,21 @@ class WaitFor(Stmt):
 On._belongs_in = Wait
 Case._belongs_in = Switch
 
+# The statements the interpreter runs; a custom statement must derive from one of them.
+_RUNNABLE = frozenset(
+    {Section, Step, Switch, Case, Default, For, Break, Continue, Return, Go, On, OnEvent, Wait, WaitFor}
+)
+_RUNNABLE_BASES = tuple(_RUNNABLE)
+
+
+def _check_runnable(stmt: Stmt, where: str) -> None:
+    """Raise ``DefinitionError`` unless the interpreter can run ``stmt`` (``where`` says where it is)."""
+    if type(stmt) not in _RUNNABLE and not isinstance(stmt, _RUNNABLE_BASES):
+        raise DefinitionError(
+            f"invalid definition: {stmt!r} {where} is not a statement procflow can run; "
+            "derive custom statements from a procflow statement class (Step, Wait, ...)"
+        )
+
 
 def walk(stmt: Stmt, fn: Callable[[Stmt], bool | None]) -> bool:
     """Visit ``stmt`` and every statement below it depth-first, in order.
@@ -528,6 +543,7 @@ def index(definition: Stmt) -> dict[str, Path]:
     """
     if not isinstance(definition, Stmt):
         raise DefinitionError(f"a definition must be a statement (usually S(...)), got {definition!r}")
+    _check_runnable(definition, "as the root")
     _check_placement(None, definition)
     paths: dict[str, Path] = {}
     if definition._positional:
@@ -581,6 +597,8 @@ def _index_children(
     for kid in stmt._kids:
         if not isinstance(kid, Stmt):
             raise _bad_child(stmt, kid)
+        if type(kid) not in _RUNNABLE:
+            _check_runnable(kid, f"in {_label(stmt)}")
         if kid._belongs_in is not None and not isinstance(stmt, kid._belongs_in):
             _check_placement(stmt, kid)
         if kid._positional:

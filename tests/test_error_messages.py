@@ -246,6 +246,28 @@ def test_a_break_outside_any_for_does_not_speak_of_threads_whatever_its_case_is_
     assert str(caught.value) == "invalid definition: Break() in Case 'Go home' is outside a For loop"
 
 
+class Unrunnable(pf.Stmt):
+    """A statement of no class the interpreter runs."""
+
+    name = "mine"
+
+
+def test_a_statement_the_interpreter_cannot_run_is_refused_by_validate() -> None:
+    with pytest.raises(pf.DefinitionError) as caught:
+        pf.validate(pf.S(Unrunnable()))
+    assert str(caught.value).startswith(
+        "invalid definition: Unrunnable('mine') in a Section is not a statement procflow can run; "
+        "derive custom statements"
+    )
+
+
+def test_a_subclass_of_a_procflow_statement_is_valid() -> None:
+    class LoggedStep(pf.Step):
+        pass
+
+    pf.validate(pf.S(LoggedStep("a", fail)))
+
+
 def test_a_list_among_statements_says_to_unpack_it() -> None:
     steps: Any = [pf.Step("b", fail)]
     with pytest.raises(

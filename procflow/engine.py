@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from .bookkeeping import Bookkeeping, Buffered, Failure
 from .clock import Clock, SystemClock, use_clock
@@ -74,6 +74,22 @@ logger = logging.getLogger("procflow")
 
 _NO_RETRY = Retry(max_attempts=1)
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+_STATUS_VALUES = tuple(s.value for s in WorkflowStatus)
+
+
+def _known_statuses(
+    status: WorkflowStatus | str | Sequence[WorkflowStatus | str] | None,
+) -> builtins.list[str] | None:
+    """``status`` as a list of status values, each checked to be a ``WorkflowStatus``."""
+    if status is None:
+        return None
+    given = [status] if isinstance(status, str) else builtins.list(status)
+    for s in given:
+        if s not in _STATUS_VALUES:
+            raise ValueError(f"unknown status {s!r}; the statuses are {', '.join(_STATUS_VALUES)}")
+    return [str(s) for s in given]
 
 
 class Engine:
@@ -436,7 +452,16 @@ class Engine:
             try:
                 session.workflow = session.wtype.decode(session.id, json.dumps(data), session.state)
             except CorruptInstanceError as e:
-                raise PayloadError(f"edit of {session.id!r} rejected: {e}") from e
+                invalid = e.__cause__
+                if not isinstance(invalid, ValidationError):
+                    raise
+                errors = json.loads(invalid.json(include_url=False))
+                raise PayloadError(
+                    f"edit of {session.id!r} rejected, nothing was saved: the changed data does not "
+                    f"validate as workflow {session.wtype.name!r} ({invalid.error_count()} error(s): "
+                    f"{errors[:3]})",
+                    errors,
+                ) from invalid
             fields = ", ".join(sorted(changes))
             session.transition("edit", fields, "", f"by {who}: {why}")
             await session.commit()
@@ -534,8 +559,14 @@ class Engine:
 
         Pages through the store ``page_size`` rows at a time. A row that
         cannot be decoded is listed with its ``error`` set.
+
+        Raises:
+            ValueError: a status is not a ``WorkflowStatus`` (a typo would
+                otherwise list nothing), or ``page_size`` is below 1.
         """
-        statuses = status if status is None or isinstance(status, str) else [str(s) for s in status]
+        statuses = _known_statuses(status)
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
         after: str | None = None
         while True:
             page = await self.store.list(workflow=workflow, status=statuses, after=after, limit=page_size)
@@ -592,6 +623,7 @@ class Engine:
             version=record.version,
             correlation_id=record.correlation_id,
             created_at=record.created_at,
+            updated_at=record.updated_at,
             meta=meta,
             stored_due_at=record.due_at,
         )

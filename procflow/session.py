@@ -44,6 +44,7 @@ class Session(RunHooks):
         version: int = 0,
         correlation_id: str | None = None,
         created_at: float = 0.0,
+        updated_at: float | None = None,
         meta: Bookkeeping | None = None,
         stored_due_at: float | None = None,
     ) -> None:
@@ -54,7 +55,7 @@ class Session(RunHooks):
         self.version = version
         self.correlation_id = correlation_id
         self.created_at = created_at
-        self.updated_at = created_at
+        self.updated_at = created_at if updated_at is None else updated_at
         self.meta = meta or Bookkeeping()
         # The due time the row had when it was loaded: for a run in flight,
         # when it counts as abandoned.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from pydantic import BaseModel
 
@@ -109,6 +110,16 @@ async def test_get_loads_the_stored_data_and_state(engine: Engine) -> None:
     assert inst.version >= 1
 
 
+async def test_get_says_when_the_instance_last_changed_as_list_does(engine: Engine) -> None:
+    started = await engine.start(Order(), id="o-1")
+    await anyio.sleep(0.01)  # the stores keep milliseconds
+    await engine.send("o-1", "approve", {"approver": "ann"})
+    inst = await engine.get("o-1")
+    [summary] = [s async for s in engine.list()]
+    assert inst.updated_at == summary.updated_at
+    assert inst.updated_at > started.created_at == inst.created_at
+
+
 async def test_send_by_correlation_id_returns_the_handlers_reply_and_runs_on(engine: Engine) -> None:
     await engine.start(Order(), id="o-1", correlation_id="order-42")
     reply = await engine.send("order-42", "approve", {"approver": "ann"})
@@ -197,6 +208,13 @@ async def test_list_filters_by_status_and_pages_through_everything(engine: Engin
     finished = [s async for s in engine.list(status="FINISHED")]
     assert [s.id for s in finished] == ["o-3"]
     assert finished[0].describe_parked() == ""
+
+
+@pytest.mark.parametrize("status", ["waiting", "BOGUS"])
+async def test_list_refuses_a_status_that_is_no_workflow_status(engine: Engine, status: str) -> None:
+    await engine.start(Order(), id="o-1")
+    with pytest.raises(ValueError, match=f"unknown status '{status}'; the statuses are RESUMING, WAITING"):
+        [s async for s in engine.list(status=status)]
 
 
 async def test_list_summaries_say_where_each_instance_is_parked(engine: Engine) -> None:
@@ -375,6 +393,16 @@ async def test_edit_changes_data_fields_after_validating_them_and_records_who_an
     assert (await engine.get("o-1")).data.item == "desk lamp"
     edit = [h for h in await engine.history("o-1") if h.kind == "edit"][-1]
     assert (edit.name, edit.detail) == ("item", "by ann: customer changed the order")
+
+
+async def test_an_edit_the_model_rejects_blames_the_edit_and_lists_the_errors(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    with pytest.raises(pf.PayloadError) as caught:
+        await engine.edit("o-1", {"steps": "not a list"}, who="ann", why="oops")
+    assert str(caught.value).startswith(
+        "edit of 'o-1' rejected, nothing was saved: the changed data does not"
+    )
+    assert [e["loc"] for e in caught.value.errors] == [["steps"]]
 
 
 async def test_edit_with_data_the_model_rejects_saves_nothing(engine: Engine) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .engine import Engine
-from .errors import CorruptInstanceError, DefinitionError
+from .errors import CorruptInstanceError, DefinitionError, UnknownWorkflowError
 from .state import MAIN_THREAD, State, Thread, ThreadStatus, WaitEventStatus, WorkflowStatus
 from .state_codec import decode_state
 from .statements import Go, On, Path, Step, Stmt, Wait, WaitFor, at, index
@@ -158,9 +158,16 @@ async def check_deploy(engine: Engine, *, workflow: str | None = None, page_size
     registered, are reported, never raised. The engine must be open.
 
     Raises:
+        UnknownWorkflowError: ``workflow`` names no registered workflow.
         StoreError: the store failed (a row it cannot read is reported, not raised).
     """
     types = {name: WorkflowType(cls, name) for name, cls in engine.workflows.items()}
+    if workflow is not None and workflow not in types:
+        registered = ", ".join(sorted(types)) or "none"
+        raise UnknownWorkflowError(
+            f"workflow {workflow!r} is not registered (registered: {registered}); register its class "
+            "(with the CLI: --app module:engine) to check its instances"
+        )
     checked: dict[str, int] = {name: 0 for name in types if workflow in (None, name)}
     found: dict[str, list[Stranded]] = {}
     after: str | None = None

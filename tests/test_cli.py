@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import procflow as pf
+
 
 def procflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -98,9 +100,93 @@ def test_list_filters_by_status(demo_dir: Path) -> None:
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
 
 
+def test_list_takes_a_status_in_any_case(demo_dir: Path) -> None:
+    out = procflow(demo_dir, "list", "--status", "cancelled").stdout
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
+
+
+def test_list_refuses_a_status_that_does_not_exist(demo_dir: Path) -> None:
+    result = procflow(demo_dir, "list", "--status", "WAITNG")
+    assert result.returncode == 2
+    assert "'WAITNG' is not a status; use one of RESUMING, WAITING" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["worker", "--batch", "0"], "argument --batch: 0 is below 1"),
+        (["worker", "--poll", "-1"], "argument --poll: -1 is not above 0"),
+        (["list", "--limit", "-1"], "argument --limit: -1 is below 1"),
+    ],
+    ids=["batch", "poll", "limit"],
+)
+def test_an_option_out_of_range_is_refused_before_anything_runs(
+    tmp_path: Path, args: list[str], complaint: str
+) -> None:
+    result = procflow(tmp_path, *args)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert not (tmp_path / "procflow.db").exists()
+
+
+def test_db_may_follow_the_commands_name(demo_dir: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{demo_dir / 'procflow.db'}"
+    out = procflow(tmp_path, "list", "--status", "CANCELLED", "--db", url).stdout
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
+
+
+def test_version_prints_the_packages_version(tmp_path: Path) -> None:
+    assert procflow(tmp_path, "--version").stdout.strip() == f"procflow {pf.__version__}"
+
+
+def test_a_commands_help_says_what_it_does(tmp_path: Path) -> None:
+    assert "start, approve and deny demo orders" in procflow(tmp_path, "demo", "--help").stdout
+
+
 def test_graph_prints_a_mermaid_flowchart_of_a_workflow_class(tmp_path: Path) -> None:
     result = procflow(tmp_path, "graph", "procflow.cli.demo:DemoOrder")
-    assert result.returncode == 1 or result.stdout.startswith("flowchart")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("flowchart")
+    assert '"reserve stock"' in result.stdout
+
+
+GRAPHED = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Needs:
+    item: str
+    count: int
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("pack " + self.item * self.count + "item", self.pack))
+
+    def pack(self) -> None:
+        pass
+
+@dataclass
+class Broken:
+    def definition(self) -> pf.Section:
+        raise RuntimeError("boom")
+"""
+
+
+def test_graph_draws_a_class_that_needs_arguments_from_zero_values(tmp_path: Path) -> None:
+    (tmp_path / "graphed.py").write_text(GRAPHED)
+    result = procflow(tmp_path, "graph", "graphed:Needs")
+    assert result.returncode == 0, result.stderr
+    assert '"pack item"' in result.stdout
+
+
+def test_graph_of_a_definition_that_raises_exits_1_with_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "graphed.py").write_text(GRAPHED)
+    result = procflow(tmp_path, "graph", "graphed:Broken")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "procflow: CommandError: graphed:Broken.definition() raised RuntimeError: boom"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path: Path) -> None:

@@ -117,6 +117,18 @@ def test_check_reports_an_unregistered_workflow_instead_of_failing(tmp_path: Pat
     assert "t-1  workflow 'Ticket' is not registered (registered: DemoOrder)" in result.stdout
 
 
+def test_an_apps_engine_gets_its_own_workflows_and_not_the_demos(tmp_path: Path, tickets: str) -> None:
+    out = ok(tmp_path, "--db", tickets, "--app", "tickets_v1:engine", "check")
+    assert "Ticket: 2 in flight, 2 fine" in out
+    assert "DemoOrder" not in out
+
+
+def test_check_of_a_workflow_that_is_not_registered_exits_1_naming_it(tmp_path: Path, tickets: str) -> None:
+    result = procflow(tmp_path, "--db", tickets, "--app", "tickets_v1:engine", "check", "--workflow", "Tickt")
+    assert result.returncode == 1
+    assert "UnknownWorkflowError: workflow 'Tickt' is not registered (registered: Ticket)" in result.stderr
+
+
 def test_check_of_an_empty_store_is_ok(tmp_path: Path) -> None:
     out = ok(tmp_path, "check")
     assert "DemoOrder: no instances in flight" in out

@@ -14,10 +14,12 @@ from typing import Any
 
 import anyio
 
+from .. import __version__
 from ..engine import Engine
 from ..errors import ProcflowError
-from ..state import MAIN_THREAD
+from ..state import MAIN_THREAD, WorkflowStatus
 from ..stores import open_store
+from ..zero_values import zeroed
 from . import operations
 from .demo import DemoOrder, run_demo
 from .errors import CommandError
@@ -28,69 +30,110 @@ __all__ = ["main"]
 DEFAULT_DB = "sqlite:///procflow.db"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="procflow",
-        description="Run and inspect procflow workflow instances.",
-    )
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def _status(text: str) -> str:
+    value = text.upper()
+    if value not in WorkflowStatus.__members__:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a status; use one of {', '.join(WorkflowStatus)}")
+    return value
+
+
+def _store_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--db`` and ``--app``: on the command itself, and again after each subcommand's name."""
     parser.add_argument(
         "--db",
-        default=None,
+        default=default,
         help=f"store URL: sqlite:///path.db, postgresql://..., memory:// "
         f"(default: $PROCFLOW_DB, the --app engine's store, or {DEFAULT_DB})",
     )
     parser.add_argument(
         "--app",
-        default=None,
+        default=default,
         metavar="MODULE:ENGINE",
         help="an Engine (or a function returning one) whose workflow classes to register",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("demo", help="start, approve and deny demo orders (run it twice)")
 
-    p = commands.add_parser("list", help="list stored instances")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procflow",
+        description="Run and inspect procflow workflow instances.",
+    )
+    parser.add_argument("--version", action="version", version=f"procflow {__version__}")
+    _store_options(parser, None)
+    # Given after a subcommand's name, they override the ones before it; absent, they leave them.
+    store_options = argparse.ArgumentParser(add_help=False)
+    _store_options(store_options, argparse.SUPPRESS)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=summary, description=summary, parents=[store_options])
+
+    command("demo", "start, approve and deny demo orders (run it twice)")
+
+    p = command("list", "list stored instances")
     p.add_argument("--workflow", help="only this workflow name")
-    p.add_argument("--status", action="append", help="only this status (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    p.add_argument("--status", action="append", type=_status, help="only this status (repeatable; any case)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
 
-    p = commands.add_parser("show", help="show one instance: state, data and history")
+    p = command("show", "show one instance: state, data and history")
     p.add_argument("id", help="instance id or correlation id")
 
-    p = commands.add_parser("send", help="deliver an event to an instance")
+    p = command("send", "deliver an event to an instance")
     p.add_argument("id", help="instance id or correlation id")
     p.add_argument("event", help="event name")
     p.add_argument("payload", nargs="?", default=None, help="the payload as JSON")
     p.add_argument("--thread", default="", help="thread id, to choose between threads")
 
-    p = commands.add_parser("cancel", help="cancel an instance")
+    p = command("cancel", "cancel an instance")
     p.add_argument("id", help="instance id or correlation id")
     p.add_argument("--reason", required=True, help="why (stored with the instance)")
     p.add_argument("--compensate", action="store_true", help="undo completed steps first")
 
-    p = commands.add_parser("retry", help="run the failed step of a FAILED instance again")
+    p = command("retry", "run the failed step of a FAILED instance again")
     p.add_argument("id", help="instance id or correlation id")
 
-    p = commands.add_parser("worker", help="deliver due timers and retries until stopped (SIGTERM, Ctrl-C)")
-    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks when idle (default 0.5)")
-    p.add_argument("--batch", type=int, default=20, help="instances claimed at a time (default 20)")
+    p = command("worker", "deliver due timers and retries until stopped (SIGTERM, Ctrl-C)")
+    p.add_argument(
+        "--poll", type=_positive_seconds, default=0.5, help="seconds between looks when idle (default 0.5)"
+    )
+    p.add_argument("--batch", type=_positive_int, default=20, help="instances claimed at a time (default 20)")
 
-    p = commands.add_parser("graph", help="print a workflow's definition as a Mermaid flowchart")
+    p = command("graph", "print a workflow's definition as a Mermaid flowchart")
     p.add_argument("target", nargs="?", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
     p.add_argument("--instance", metavar="ID", help="a stored instance: mark where it is parked, what ran")
     p.add_argument("--svg", metavar="FILE", help="write SVG with Graphviz's dot instead of printing Mermaid")
 
-    p = commands.add_parser("check", help="would the current definitions strand in-flight instances?")
+    p = command("check", "would the current definitions strand in-flight instances?")
     p.add_argument("--workflow", help="only this workflow name")
 
-    p = commands.add_parser("goto", help="move a thread of an instance to a named statement (a repair)")
+    p = command("goto", "move a thread of an instance to a named statement (a repair)")
     p.add_argument("id", help="instance id or correlation id")
     p.add_argument("--thread", default=MAIN_THREAD, help=f"thread id (default: {MAIN_THREAD})")
     p.add_argument("--step", required=True, help="the Step (continue after it), Wait or WaitFor to go to")
     _who_why(p)
     p.add_argument("--no-run", action="store_true", help="only move the thread; run it later")
 
-    p = commands.add_parser("edit", help="change fields of an instance's data, validated by its model")
+    p = command("edit", "change fields of an instance's data, validated by its model")
     p.add_argument("id", help="instance id or correlation id")
     p.add_argument(
         "--set",
@@ -102,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _who_why(p)
 
-    p = commands.add_parser("serve", help="serve the instances over HTTP (needs procflow[http])")
+    p = command("serve", "serve the instances over HTTP (needs procflow[http])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--root-path", default="", help="the path prefix a proxy serves the app under")
@@ -154,7 +197,8 @@ def _engine(args: argparse.Namespace) -> Engine:
     url = args.db or os.environ.get("PROCFLOW_DB")
     store = open_store(url) if url else app.store if app else open_store(DEFAULT_DB)
     engine = Engine(store, app.workflows if app else {})
-    if "DemoOrder" not in engine.workflows:
+    # The demo's workflow serves the demo's store; an app's engine gets only its own.
+    if (app is None or args.command == "demo") and "DemoOrder" not in engine.workflows:
         engine.register(DemoOrder)
     return engine
 
@@ -300,18 +344,37 @@ def _graph(target: str | None, svg: str | None) -> None:
         raise CommandError("graph needs a MODULE:WORKFLOW, or --instance ID (with --db/--app)")
     obj = _import(target, "graph")
     if isinstance(obj, type):
-        try:
-            obj = obj()
-        except TypeError as e:
-            raise CommandError(
-                f"graph needs {target} to be constructible without arguments ({e}); "
-                "point it at a module-level instance or a function returning one instead"
-            ) from e
+        obj = _sample(obj, target)
     elif callable(obj) and not hasattr(obj, "definition"):
         obj = obj()
     if not callable(getattr(obj, "definition", None)):
         raise CommandError(f"{target} is not a workflow (it has no definition())")
-    operations.show_graph(obj.definition(), None, svg)
+    try:
+        definition = obj.definition()
+    except ProcflowError:
+        raise
+    except Exception as e:
+        raise CommandError(
+            f"{target}.definition() raised {type(e).__name__}: {e}; point graph at a module-level "
+            "instance (or a function returning one) whose data the definition can use"
+        ) from e
+    operations.show_graph(definition, None, svg)
+
+
+def _sample(cls: type[Any], target: str) -> Any:
+    """An object of the workflow class ``cls`` to draw: ``cls()``, else one with zero values in its fields."""
+    try:
+        return cls()
+    except TypeError:
+        pass
+    try:
+        return zeroed(cls)
+    except Exception as e:
+        raise CommandError(
+            f"graph cannot make a {target} without arguments, not even with zero values in its "
+            f"fields ({type(e).__name__}: {e}); point it at a module-level instance or a function "
+            "returning one instead"
+        ) from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,57 +9,14 @@ containers, ``None``).
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import types
-import typing
-from typing import Any, Literal, Union
+from typing import Any
 
-from pydantic import BaseModel
-
-from ..state import State
 from ..statements import On
+from ..zero_values import zeroed
 from .errors import WorkflowSampleError
 from .events import events_of
 
 __all__ = ["sample_events", "sample_of"]
-
-_EMPTY: dict[Any, Any] = {list: list, dict: dict, set: set, frozenset: frozenset, tuple: tuple}
-
-
-def _zero(hint: Any) -> Any:
-    """A zero value of a type hint (``None`` when there is no obvious one)."""
-    origin = typing.get_origin(hint) or hint
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(hint)
-        return None if type(None) in args else _zero(args[0])
-    if origin is Literal:
-        return typing.get_args(hint)[0]
-    if origin in _EMPTY:
-        return _EMPTY[origin]()
-    if origin in (bool, int, float, str, bytes):
-        return origin()
-    if isinstance(origin, type) and issubclass(origin, enum.Enum):
-        return next(iter(origin))
-    if origin is State:
-        return None
-    if isinstance(origin, type) and (dataclasses.is_dataclass(origin) or issubclass(origin, BaseModel)):
-        return _zeroed(origin)
-    return None
-
-
-def _zeroed(cls: type[Any]) -> Any:
-    """An instance of a dataclass or pydantic model with zero values in its required fields."""
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        required = {name: _zero(f.annotation) for name, f in cls.model_fields.items() if f.is_required()}
-        return cls.model_construct(**required)
-    hints = typing.get_type_hints(cls)
-    required = {
-        f.name: _zero(hints.get(f.name, Any))
-        for f in dataclasses.fields(cls)
-        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    return cls(**required)
 
 
 def sample_of(name: str, cls: type[Any], given: Any = None) -> Any:
@@ -76,7 +33,7 @@ def sample_of(name: str, cls: type[Any], given: Any = None) -> Any:
     except Exception:
         pass
     try:
-        return _zeroed(cls)
+        return zeroed(cls)
     except Exception as e:
         raise WorkflowSampleError(
             f"cannot make a sample {name!r} ({cls.__qualname__}) to read its events: "

@@ -4,19 +4,23 @@ The order reserves stock, then parks on a Wait for one of two events: ``approve`
 ships it, ``deny`` releases the stock. Every checkpoint writes the workflow's data and
 its ``State`` to the file (a temporary file, then ``os.replace``, so the file is never
 half written), and every command starts from the file, so each can run in its own
-process::
+process. Start an order and look at it::
 
     python examples/order_json_file.py start order.json --item book --item lamp
     python examples/order_json_file.py show order.json
+
+then end it in one of three ways (the order is finished or cancelled afterwards, so
+the other two are refused)::
+
     python examples/order_json_file.py send order.json approve '{"approver": "ann"}'
     python examples/order_json_file.py send order.json deny '{"reason": "over budget"}'
     python examples/order_json_file.py cancel order.json "customer withdrew"
-    python examples/order_json_file.py resume order.json
 
-``cancel`` runs the compensation of "reserve stock" (``cancel(compensate=True)``);
-``resume`` continues an order after a crash or a failed step. Run one command at a
-time per file: the file has no lock, so two racing ``send`` commands could lose an
-update (a store with optimistic concurrency prevents that).
+and ``resume order.json`` continues it after a crash or a failed step.
+
+``cancel`` runs the compensation of "reserve stock" (``cancel(compensate=True)``).
+Run one command at a time per file: the file has no lock, so two racing ``send``
+commands could lose an update (a store with optimistic concurrency prevents that).
 """
 
 from __future__ import annotations

@@ -135,6 +135,23 @@ def test_db_may_follow_the_commands_name(demo_dir: Path, tmp_path: Path) -> None
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
 
 
+@pytest.mark.parametrize("command", [["list"], ["show", "order-001"], ["check"]], ids=lambda c: c[0])
+def test_a_command_that_reads_instances_refuses_a_sqlite_file_that_does_not_exist(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = procflow(tmp_path, "--db", "sqlite:///typo.db", *command)
+    assert result.returncode == 1
+    assert "there is no SQLite database at typo.db" in result.stderr
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_an_unknown_workflow_without_app_says_to_pass_app(tmp_path: Path, failed: str) -> None:
+    result = procflow(tmp_path, "--db", failed, "show", "c-1")
+    assert result.returncode == 1
+    assert "UnknownWorkflowError" in result.stderr
+    assert "pass --app module:engine to register your workflow classes" in result.stderr
+
+
 def test_version_prints_the_packages_version(tmp_path: Path) -> None:
     assert procflow(tmp_path, "--version").stdout.strip() == f"procflow {pf.__version__}"
 
@@ -213,6 +230,57 @@ def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path
     result = procflow(tmp_path, "--db", url, "--app", "myapp:engine", "send", "t-1", "close")
     assert result.returncode == 0, result.stderr
     assert "t-1: FINISHED" in result.stdout
+
+
+FAILING = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Charge:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("charge", self.charge))
+
+    def charge(self) -> None:
+        raise ConnectionError("card service down")
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Charge])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Charge]) as e:
+        try:
+            await e.start(Charge(), id="c-1")
+        except pf.StepError:
+            pass
+"""
+
+
+@pytest.fixture
+def failed(tmp_path: Path) -> str:
+    """A store whose instance c-1 is FAILED: its step raised and has no retry policy."""
+    (tmp_path / "failing.py").write_text(FAILING)
+    url = f"sqlite:///{tmp_path / 'failing.db'}"
+    seed = subprocess.run(
+        [sys.executable, "-c", f"import anyio, failing; anyio.run(failing.seed, {url!r})"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert seed.returncode == 0, seed.stderr
+    return url
+
+
+def test_show_of_a_failed_instance_says_which_step_failed_and_why(tmp_path: Path, failed: str) -> None:
+    out = procflow(tmp_path, "--db", failed, "--app", "failing:engine", "show", "c-1").stdout
+    assert (
+        "retries         step 'charge' failed after 1 attempt(s): ConnectionError: card service down" in out
+    )
+
+
+def test_a_retry_whose_step_fails_again_exits_1_saying_so(tmp_path: Path, failed: str) -> None:
+    result = procflow(tmp_path, "--db", failed, "--app", "failing:engine", "retry", "c-1")
+    assert result.returncode == 1
+    assert result.stdout.startswith("c-1: FAILED (step 'charge' failed after ")
 
 
 def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

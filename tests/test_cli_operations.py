@@ -130,7 +130,7 @@ def test_check_of_a_workflow_that_is_not_registered_exits_1_naming_it(tmp_path: 
 
 
 def test_check_of_an_empty_store_is_ok(tmp_path: Path) -> None:
-    out = ok(tmp_path, "check")
+    out = ok(tmp_path, "--db", "memory://", "check")
     assert "DemoOrder: no instances in flight" in out
 
 

@@ -16,7 +16,8 @@ import anyio
 
 from .. import __version__
 from ..engine import Engine
-from ..errors import ProcflowError
+from ..errors import ProcflowError, UnknownWorkflowError
+from ..instance import Instance
 from ..state import MAIN_THREAD, WorkflowStatus
 from ..stores import open_store
 from ..zero_values import zeroed
@@ -194,13 +195,31 @@ def _engine(args: argparse.Namespace) -> Engine:
             app = app()
         if not isinstance(app, Engine):
             raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
-    url = args.db or os.environ.get("PROCFLOW_DB")
-    store = open_store(url) if url else app.store if app else open_store(DEFAULT_DB)
+    url = args.db or os.environ.get("PROCFLOW_DB") or (None if app else DEFAULT_DB)
+    if url and args.command not in _MAY_CREATE_THE_STORE:
+        _require_existing_sqlite_file(url)
+    store = open_store(url) if url else app.store  # type: ignore[union-attr]
     engine = Engine(store, app.workflows if app else {})
     # The demo's workflow serves the demo's store; an app's engine gets only its own.
     if (app is None or args.command == "demo") and "DemoOrder" not in engine.workflows:
         engine.register(DemoOrder)
     return engine
+
+
+# The commands that may start from an empty store; the others read or change instances.
+_MAY_CREATE_THE_STORE = frozenset({"demo", "worker", "serve"})
+
+
+def _require_existing_sqlite_file(url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist: a mistyped path would read as an empty store."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:" and not os.path.exists(path):
+        raise CommandError(
+            f"there is no SQLite database at {path}; check --db (or $PROCFLOW_DB), "
+            "or run `procflow demo` to make one"
+        )
 
 
 def _describe_store(args: argparse.Namespace) -> str:
@@ -256,7 +275,10 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             print(f"{inst.id}: {style.status(inst.status.value)}")
         elif args.command == "retry":
             inst = await engine.retry(args.id)
-            print(f"{inst.id}: {style.status(inst.status.value)}")
+            note = _retry_note(inst)
+            print(f"{inst.id}: {style.status(inst.status.value)}" + (f" ({note})" if note else ""))
+            if inst.failure is not None:
+                return 1  # the step failed again
         elif args.command == "worker":
             await _worker(engine, args)
         elif args.command == "cancel":
@@ -320,6 +342,9 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print(f"  accepts         {', '.join(inst.accepts) or '-'}")
     if inst.state.reason:
         print(f"  reason          {inst.state.reason}")
+    note = _retry_note(inst)
+    if note:
+        print(f"  retries         {note}")
     print(f"  completed       {', '.join(inst.state.completed) or '-'}")
     data = json.loads(engine.dump_data(inst))
     print(style.bold("data"))
@@ -329,6 +354,16 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
         [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
     ]
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
+
+
+def _retry_note(inst: Instance[Any]) -> str:
+    """What the retries of a failing step came to: failed for good, or when the next attempt is due."""
+    failure = inst.failure
+    if failure is not None:
+        return f"step {failure.step!r} failed after {failure.attempts} attempt(s): {failure.error}"
+    if inst.meta.retry_at is not None:
+        return f"a step failed; next attempt at {_when(inst.meta.retry_at)} (procflow worker runs it)"
+    return ""
 
 
 async def _instance_graph(engine: Engine, args: argparse.Namespace) -> None:
@@ -387,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = anyio.run(_run, args, style)
     except ProcflowError as e:
         print(f"procflow: {type(e).__name__}: {e}", file=sys.stderr)
+        if isinstance(e, UnknownWorkflowError) and not args.app:
+            print("procflow: pass --app module:engine to register your workflow classes", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -876,6 +877,24 @@ def _postgres_schema_versions(dsn: str) -> list[tuple[int]]:
 
     with psycopg.connect(dsn) as connection:
         return connection.execute("SELECT version FROM procflow_schema").fetchall()
+
+
+def _closed_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_that_refuses_the_connection_fails_with_the_servers_reason_not_a_pool_timeout() -> (
+    None
+):
+    store = PostgresStore(f"postgresql://procflow@127.0.0.1:{_closed_loopback_port()}/procflow", timeout=30)
+    with pytest.raises(StoreError, match="Connection refused") as caught:
+        await store.open()
+    assert "check that the server is running" in str(caught.value)
 
 
 @pytest.mark.postgres

@@ -159,6 +159,12 @@ class PostgresStore:
             name="procflow",
         )
         try:
+            # One connection first: a server that refuses it (down, wrong port, bad
+            # password) fails now with its own words, not after the pool's timeout.
+            probe = await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=max(1, round(self.timeout))
+            )
+            await probe.close()
             await pool.open(wait=True, timeout=self.timeout)
             await self._migrate(pool)
         except psycopg.Error as exc:

@@ -283,7 +283,8 @@ def test_a_retry_whose_step_fails_again_exits_1_saying_so(tmp_path: Path, failed
     assert result.stdout.startswith("c-1: FAILED (step 'charge' failed after ")
 
 
-def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
+    """Run `procflow worker` until it delivered a timer, then SIGTERM it; return its stderr."""
     (tmp_path / "holdapp.py").write_text(
         "from dataclasses import dataclass\n"
         "import procflow as pf\n"
@@ -310,7 +311,19 @@ def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path
     )
     assert seed.returncode == 0, seed.stderr
     worker = subprocess.Popen(
-        [sys.executable, "-m", "procflow", "--db", url, "--app", "holdapp:engine", "worker", "--poll", ".05"],
+        [
+            sys.executable,
+            "-m",
+            "procflow",
+            "--db",
+            url,
+            "--app",
+            "holdapp:engine",
+            "worker",
+            "--poll",
+            ".05",
+            *options,
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -327,4 +340,16 @@ def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    assert "SIGTERM, stopping" in err
+    return err
+
+
+def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    assert "SIGTERM, stopping" in run_worker_until_finished(tmp_path)
+
+
+def test_worker_prints_each_transition_as_it_happens(tmp_path: Path) -> None:
+    assert "Hold h-1 step expire [_main_]" in run_worker_until_finished(tmp_path)
+
+
+def test_a_quiet_worker_prints_no_transition(tmp_path: Path) -> None:
+    assert "Hold h-1" not in run_worker_until_finished(tmp_path, "--quiet")

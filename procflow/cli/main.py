@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         "--poll", type=_positive_seconds, default=0.5, help="seconds between looks when idle (default 0.5)"
     )
     p.add_argument("--batch", type=_positive_int, default=20, help="instances claimed at a time (default 20)")
+    p.add_argument("--quiet", action="store_true", help="print only failures, not each transition")
 
     p = command("graph", "print a workflow's definition as a Mermaid flowchart")
     p.add_argument("target", nargs="?", metavar="MODULE:WORKFLOW", help="a workflow class (or an instance)")
@@ -290,6 +292,8 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
 async def _worker(engine: Engine, args: argparse.Namespace) -> None:
     """Run the worker until SIGTERM or SIGINT; the batch in hand is finished first."""
     print(f"procflow worker: polling every {args.poll}s; stop with SIGTERM or Ctrl-C", file=sys.stderr)
+    if not args.quiet:
+        _print_transitions()
     async with anyio.create_task_group() as tg:
 
         async def stop_on_signal() -> None:
@@ -301,6 +305,21 @@ async def _worker(engine: Engine, args: argparse.Namespace) -> None:
 
         tg.start_soon(stop_on_signal)
         await engine.run_worker(poll_interval=args.poll, batch=args.batch)
+
+
+def _print_transitions() -> None:
+    """Print each transition the engine logs (a step, a timer, an event) to stderr, with its time.
+
+    Only when the app configured no logging of its own: then its configuration decides.
+    """
+    events = logging.getLogger("procflow.events")
+    if logging.getLogger().handlers or events.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    events.addHandler(handler)
+    events.setLevel(logging.INFO)
+    events.propagate = False
 
 
 async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:

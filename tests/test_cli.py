@@ -25,6 +25,17 @@ def procflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def seed(cwd: Path, module: str, url: str) -> None:
+    """Run ``module.seed(url)`` in a subprocess: an app module fills the store at ``url``."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import anyio, {module}; anyio.run({module}.seed, {url!r})"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder in which `procflow demo` ran once."""
@@ -220,13 +231,7 @@ def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path
         "        await e.start(Ticket(), id='t-1')\n"
     )
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
-    seed = subprocess.run(
-        [sys.executable, "-c", f"import anyio, myapp; anyio.run(myapp.seed, {url!r})"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert seed.returncode == 0, seed.stderr
+    seed(tmp_path, "myapp", url)
     result = procflow(tmp_path, "--db", url, "--app", "myapp:engine", "send", "t-1", "close")
     assert result.returncode == 0, result.stderr
     assert "t-1: FINISHED" in result.stdout
@@ -260,13 +265,7 @@ def failed(tmp_path: Path) -> str:
     """A store whose instance c-1 is FAILED: its step raised and has no retry policy."""
     (tmp_path / "failing.py").write_text(FAILING)
     url = f"sqlite:///{tmp_path / 'failing.db'}"
-    seed = subprocess.run(
-        [sys.executable, "-c", f"import anyio, failing; anyio.run(failing.seed, {url!r})"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert seed.returncode == 0, seed.stderr
+    seed(tmp_path, "failing", url)
     return url
 
 
@@ -303,13 +302,7 @@ def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
         "        await e.start(Hold(), id='h-1')\n"
     )
     url = f"sqlite:///{tmp_path / 'hold.db'}"
-    seed = subprocess.run(
-        [sys.executable, "-c", f"import anyio, holdapp; anyio.run(holdapp.seed, {url!r})"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert seed.returncode == 0, seed.stderr
+    seed(tmp_path, "holdapp", url)
     worker = subprocess.Popen(
         [
             sys.executable,

@@ -189,25 +189,6 @@ def _import(target: str, what: str) -> Any:
         raise CommandError(f"module {module_name!r} has no {attr!r} (from {what} {target!r})") from None
 
 
-def _engine(args: argparse.Namespace) -> Engine:
-    app: Engine | None = None
-    if args.app:
-        app = _import(args.app, "--app")
-        if callable(app) and not isinstance(app, Engine):
-            app = app()
-        if not isinstance(app, Engine):
-            raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
-    url = args.db or os.environ.get("PROCFLOW_DB") or (None if app else DEFAULT_DB)
-    if url and args.command not in _MAY_CREATE_THE_STORE:
-        _require_existing_sqlite_file(url)
-    store = open_store(url) if url else app.store  # type: ignore[union-attr]
-    engine = Engine(store, app.workflows if app else {})
-    # The demo's workflow serves the demo's store; an app's engine gets only its own.
-    if (app is None or args.command == "demo") and "DemoOrder" not in engine.workflows:
-        engine.register(DemoOrder)
-    return engine
-
-
 # The commands that may start from an empty store; the others read or change instances.
 _MAY_CREATE_THE_STORE = frozenset({"demo", "worker", "serve"})
 
@@ -222,6 +203,29 @@ def _require_existing_sqlite_file(url: str) -> None:
             f"there is no SQLite database at {path}; check --db (or $PROCFLOW_DB), "
             "or run `procflow demo` to make one"
         )
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    app: Engine | None = None
+    if args.app:
+        app = _import(args.app, "--app")
+        if callable(app) and not isinstance(app, Engine):
+            app = app()
+        if not isinstance(app, Engine):
+            raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
+    url = args.db or os.environ.get("PROCFLOW_DB")
+    if app is not None and not url:
+        store = app.store
+    else:
+        url = url or DEFAULT_DB
+        if args.command not in _MAY_CREATE_THE_STORE:
+            _require_existing_sqlite_file(url)
+        store = open_store(url)
+    engine = Engine(store, app.workflows if app else {})
+    # The demo's workflow serves the demo's store; an app's engine gets only its own.
+    if (app is None or args.command == "demo") and "DemoOrder" not in engine.workflows:
+        engine.register(DemoOrder)
+    return engine
 
 
 def _describe_store(args: argparse.Namespace) -> str:

@@ -833,8 +833,8 @@ class Engine:
         return False
 
     async def _cancel(self, session: Session, reason: str, compensate: bool) -> None:
-        if session.status == WorkflowStatus.FAILED:
-            session.meta.failure = None
+        # A FAILED instance stays FAILED until its cancel completes: one cut short
+        # (a compensation raised) must not make it runnable again.
         try:
             await cancel(
                 session.workflow,
@@ -849,6 +849,7 @@ class Engine:
             raise
         except WorkflowFinishedError:
             raise
+        session.meta.failure = None
         session.meta.retry_at = None
         session.meta.inbox.clear()
         await session.commit_if_changed()

@@ -31,6 +31,8 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 # How often each instance's flaky step was called.
 TRIES: Counter[str] = Counter()
+# How many more times Trip's flight cancellation raises, by workflow id.
+CANCEL_FLIGHT_FAILURES: Counter[str] = Counter()
 
 
 class CardDeclined(Exception):
@@ -88,12 +90,40 @@ class NoPolicy:
             raise ValueError("bad answer")
 
 
-WORKFLOWS = [Payment, NoPolicy]
+@dataclass
+class Trip:
+    """Book a flight and a hotel (both undoable), then pay, which always fails, without a retry policy."""
+
+    id: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("flight", lambda: self.log.append("flight"), compensate=self.cancel_flight),
+            pf.Step(
+                "hotel", lambda: self.log.append("hotel"), compensate=lambda: self.log.append("no hotel")
+            ),
+            pf.Step("pay", self.pay),
+        )
+
+    def cancel_flight(self) -> None:
+        if CANCEL_FLIGHT_FAILURES[self.id] > 0:
+            CANCEL_FLIGHT_FAILURES[self.id] -= 1
+            raise ConnectionError("the airline is down")
+        self.log.append("no flight")
+
+    def pay(self) -> None:
+        TRIES[self.id] += 1
+        raise CardDeclined("card declined")
+
+
+WORKFLOWS = [Payment, NoPolicy, Trip]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_tries() -> None:
     TRIES.clear()
+    CANCEL_FLIGHT_FAILURES.clear()
 
 
 @pytest.fixture
@@ -293,6 +323,35 @@ async def test_a_failed_instance_can_be_cancelled_with_compensation(engine: Engi
     assert (await engine.store.get("p")).status == "CANCELLED"
     kinds = [h[0] for h in await _history(engine, "p")]
     assert kinds[-2:] == ["compensated", "cancelled"]
+
+
+async def test_a_cancel_of_a_failed_instance_cut_short_leaves_it_failed(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):  # the hotel was cancelled, then the airline was down
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    inst = await engine.get("t")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None and inst.failure.step == "pay"
+    assert await engine.recover() == []
+    clock.advance(3600)
+    assert await engine.work_once() == 0
+    assert TRIES["t"] == 1  # the failed payment did not run again
+
+
+async def test_a_cancel_of_a_failed_instance_cut_short_carries_on_when_called_again(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    inst = await engine.cancel("t", reason="trip dropped", compensate=True)
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.failure is None
+    assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
 
 
 async def test_an_instance_waiting_for_its_backoff_can_be_cancelled(engine: Engine, clock: TestClock) -> None:

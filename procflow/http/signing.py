@@ -50,7 +50,12 @@ def _b64encode(raw: bytes) -> str:
 def _b64decode(text: str) -> bytes:
     if not _B64.fullmatch(text):
         raise ValueError("not URL-safe base64")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # The last character's unused bits are ignored by the decoder: only the one
+    # canonical spelling of the bytes is accepted, so a token has a single form.
+    if _b64encode(data) != text:
+        raise ValueError("not the canonical base64 of its bytes")
+    return data
 
 
 def key_id(secret: bytes) -> str:

@@ -5,6 +5,7 @@ Every error is RFC 9457 problem details named after the procflow error.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
@@ -81,6 +82,38 @@ async def test_a_body_that_is_not_json_is_400(env: Env) -> None:
     r = await env.client.post(
         "/workflows/Order/instances", content=b"{item:", headers={"content-type": "application/json"}
     )
+    assert_problem(r, 400, "BadRequest")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"item": "lamp", "amount": NaN}',
+        b'{"item": "lamp", "amount": 1e400}',
+        b'{"item": "\\ud800"}',
+        b"[" * 2000 + b"]" * 2000,
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "deep-nesting"],
+)
+async def test_a_body_json_cannot_carry_back_is_400_and_starts_nothing(env: Env, body: bytes) -> None:
+    r = await env.client.post(
+        "/workflows/Order/instances", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 400, "BadRequest")
+    assert [s async for s in env.engine.list()] == []
+
+
+async def test_an_integer_of_more_digits_than_python_converts_is_400(env: Env) -> None:
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)  # the smallest limit Python allows, to fit the body limit
+    try:
+        r = await env.client.post(
+            "/workflows/Order/instances",
+            content=b'{"item": "lamp", "amount": ' + b"9" * 700 + b"}",
+            headers={"content-type": "application/json"},
+        )
+    finally:
+        sys.set_int_max_str_digits(limit)
     assert_problem(r, 400, "BadRequest")
 
 

@@ -59,7 +59,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     Raises:
         PayloadTooLarge: the body is larger than ``max_bytes``.
         UnsupportedMediaType: a non-empty body is not declared as JSON.
-        BadRequest: the body is not valid UTF-8 JSON.
+        BadRequest: the body is not valid UTF-8 JSON, or holds what cannot be
+            stored and sent back as JSON: ``NaN`` or ``Infinity`` (also a
+            number too large for a float), a lone UTF-16 surrogate, an integer
+            of more digits than Python converts, or nesting deeper than
+            Python's recursion limit.
     """
     raw = await read_body(request, max_bytes)
     if not raw.strip():
@@ -69,6 +73,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         shown = content_type or "no Content-Type"
         raise UnsupportedMediaType(f"the body must be application/json, not {shown}")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+        # What the body holds is stored and sent back as strict UTF-8 JSON: check it can be.
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
+    except UnicodeEncodeError:
+        raise BadRequest("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff): it is not text") from None
+    except ValueError as e:  # NaN/Infinity, or too many digits in an integer
+        raise BadRequest(f"the body holds a value JSON cannot carry back: {e}") from None
+    except RecursionError:
+        raise BadRequest("the body nests arrays or objects too deeply") from None
+    return value

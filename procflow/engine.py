@@ -767,6 +767,8 @@ class Engine:
         try:
             return await handle_callback(req, session.workflow, session.state, payload, hooks=session)
         except CallbackNotFound:
+            if req.pc:  # a send for one parking (a signed callback URL, say) is for that parking only
+                raise
             event = self._statement(session, req.name)
             wanted = event.buffer if buffer is None and isinstance(event, On) else buffer
             if not wanted or not isinstance(event, On):

@@ -199,6 +199,13 @@ async def test_an_early_event_is_refused_unless_buffered(engine: Engine) -> None
     assert CALLS == []
 
 
+async def test_a_send_for_one_parking_is_never_buffered(engine: Engine) -> None:
+    await engine.start(EagerCart(), id="c")  # "item" buffers by default; the cart is not open yet
+    with pytest.raises(pf.CallbackNotFound):
+        await engine.send("c", "item", {"sku": "pen"}, pc=5)
+    assert (await engine.get("c")).inbox == []
+
+
 async def test_buffered_early_events_wait_in_the_inbox_and_are_delivered_in_order(
     engine: Engine, clock: TestClock
 ) -> None:

@@ -178,6 +178,14 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def __enter__(self) -> Engine:
+        raise TypeError(
+            "an Engine opens and closes its store asynchronously: use `async with Engine(...) as engine:`"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
     # -- operations ----------------------------------------------------------
 
     async def start(

@@ -88,6 +88,20 @@ async def engine(store: Store) -> AsyncIterator[Engine]:
         yield e
 
 
+def test_an_engine_used_in_a_plain_with_says_to_use_async_with(tmp_path: Path) -> None:
+    with (
+        pytest.raises(TypeError, match="use `async with Engine"),
+        Engine(pf.SQLiteStore(tmp_path / "o.db"), [Order]),
+    ):
+        pass
+
+
+async def test_an_engine_that_was_not_opened_says_how_to_open_it(tmp_path: Path) -> None:
+    engine = Engine(pf.SQLiteStore(tmp_path / "o.db"), [Order])
+    with pytest.raises(pf.StoreError, match=r"is not open: open its engine first \(`async with engine:`"):
+        await engine.start(Order(), id="o-1")
+
+
 async def test_start_runs_until_the_instance_is_parked(engine: Engine) -> None:
     run = await engine.start(Order(), id="o-1")
     assert run.status == pf.WorkflowStatus.WAITING

@@ -13,7 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["HistoryEntry", "InstanceRecord", "Store"]
+from ..errors import StoreError
+
+__all__ = ["HistoryEntry", "InstanceRecord", "Store", "not_open"]
+
+
+def not_open(store: str) -> StoreError:
+    """The error of a store used before it was opened; ``store`` names it in the message."""
+    return StoreError(
+        f"the store {store} is not open: open its engine first (`async with engine:` or "
+        "`await engine.open()`), or the store itself (`await store.open()`)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from ._errors import (
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, page_query, status_filter
 from ._migrations import pending
-from .base import HistoryEntry, InstanceRecord
+from .base import HistoryEntry, InstanceRecord, not_open
 
 if TYPE_CHECKING:
     import psycopg
@@ -432,7 +432,7 @@ class PostgresStore:
 
     def _running(self) -> Pool:
         if self._pool is None:
-            raise StoreError(f"the store {self!r} is not open: call `await store.open()` first")
+            raise not_open(repr(self))
         return self._pool
 
     def _error(self, exc: psycopg.Error, id: str | None = None) -> StoreError:

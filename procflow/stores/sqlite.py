@@ -36,7 +36,7 @@ from ._errors import (
 from ._history import decode_entries, encode_entries
 from ._listing import check_limit, merge_by_id, page_query, status_filter
 from ._worker import SQLiteWorker
-from .base import HistoryEntry, InstanceRecord
+from .base import HistoryEntry, InstanceRecord, not_open
 
 __all__ = ["SQLiteStore"]
 
@@ -422,13 +422,13 @@ class SQLiteStore:
 
     def _running(self) -> SQLiteWorker:
         if self._worker is None:
-            raise StoreError(f"the store {self.path!r} is not open: call `await store.open()` first")
+            raise not_open(repr(self.path))
         return self._worker
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
         reader = self._reader
         if reader is None:
-            raise StoreError(f"the store {self.path!r} is not open: call `await store.open()` first")
+            raise not_open(repr(self.path))
         try:
             return await reader.call(fn)
         except sqlite3.Error as exc:

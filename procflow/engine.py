@@ -61,9 +61,17 @@ from .interpreter import cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
 from .retry import Retry
 from .session import Session
-from .state import CallbackRequest, State, ThreadStatus, WaitEvent, WaitEventStatus, WorkflowStatus
+from .state import (
+    MAIN_THREAD,
+    CallbackRequest,
+    State,
+    ThreadStatus,
+    WaitEvent,
+    WaitEventStatus,
+    WorkflowStatus,
+)
 from .state_codec import decode_state
-from .statements import On, Step, Stmt, Wait, WaitFor, at, index
+from .statements import Go, On, Step, Stmt, Wait, WaitFor, at, index
 from .stores.base import HistoryEntry, InstanceRecord, Store
 from .timers import due_at as timer_due_at
 from .workflow_type import WorkflowType
@@ -90,6 +98,22 @@ def _known_statuses(
         if s not in _STATUS_VALUES:
             raise ValueError(f"unknown status {s!r}; the statuses are {', '.join(_STATUS_VALUES)}")
     return [str(s) for s in given]
+
+
+def _thread_body_of(root: Stmt, name: str) -> str:
+    """Which thread's body the statement ``name`` is in: the innermost ``Go``'s name, or ``MAIN_THREAD``."""
+    owner = MAIN_THREAD
+    node = root
+    for i in index(root).get(name, ())[:-1]:
+        node = node.children()[i]
+        if isinstance(node, Go):
+            owner = node.name
+    return owner
+
+
+def _body(go: str) -> str:
+    """A thread's body in messages, by the name of its ``Go`` (``MAIN_THREAD`` for the main one)."""
+    return "the main body" if go == MAIN_THREAD else f"the body of Go {go!r}"
 
 
 class Engine:
@@ -390,6 +414,12 @@ class Engine:
                 raise DefinitionError(
                     f"instance {session.id!r} has no thread {thread!r}; threads: "
                     f"{', '.join(t.id for t in state.threads) or 'none'}"
+                )
+            owner = _thread_body_of(session.workflow.definition(), step)
+            if owner != moved.name:
+                raise DefinitionError(
+                    f"goto {step!r}: it is in {_body(owner)}, but thread {thread!r} runs "
+                    f"{_body(moved.name)}; a thread can only be moved within its own body"
                 )
             was = moved.cur_step
             events = []

@@ -400,6 +400,48 @@ async def test_goto_an_unknown_statement_or_thread_is_refused_and_changes_nothin
     assert (await engine.get("o-1")).version == before.version
 
 
+@dataclass
+class Packing:
+    """The main thread starts a packer (a step, then a Wait) and waits for its own event."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go(
+                "packer",
+                pf.S(pf.Step("pack", lambda: None), pf.Wait("packed", pf.OnEvent("done", lambda: None))),
+            ),
+            pf.Wait("shipping", pf.OnEvent("ship", lambda: None)),
+        )
+
+
+@pytest.mark.parametrize(
+    ("thread", "step", "complaint"),
+    [
+        (pf.MAIN_THREAD, "pack", "it is in the body of Go 'packer', but thread '_main_' runs the main body"),
+        ("packer", "shipping", "it is in the main body, but thread 'packer' runs the body of Go 'packer'"),
+    ],
+    ids=["main-into-go", "go-into-main"],
+)
+async def test_goto_a_statement_of_another_threads_body_is_refused_and_changes_nothing(
+    store: Store, thread: str, step: str, complaint: str
+) -> None:
+    async with Engine(store, workflows=[Packing]) as engine:
+        before = await engine.start(Packing(), id="p-1")
+        with pytest.raises(pf.DefinitionError, match=complaint):
+            await engine.goto("p-1", thread=thread, step=step, who="ops", why="wrong thread")
+        assert (await engine.get("p-1")).version == before.version
+
+
+async def test_goto_within_a_go_threads_own_body_moves_it(store: Store) -> None:
+    async with Engine(store, workflows=[Packing]) as engine:
+        await engine.start(Packing(), id="p-1")
+        inst = await engine.goto("p-1", thread="packer", step="pack", who="ops", why="pack again", run=False)
+        assert [(t.id, t.cur_step) for t in inst.state.threads] == [
+            (pf.MAIN_THREAD, "shipping"),
+            ("packer", "pack"),
+        ]
+
+
 async def test_edit_changes_data_fields_after_validating_them_and_records_who_and_why(engine: Engine) -> None:
     await engine.start(Order(), id="o-1")
     inst = await engine.edit("o-1", {"item": "desk lamp"}, who="ann", why="customer changed the order")

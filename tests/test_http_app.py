@@ -393,3 +393,12 @@ async def test_a_wrong_method_is_a_405_problem_with_allow(env: Env) -> None:
     r = await env.client.delete("/instances")
     assert_problem(r, 405, "MethodNotAllowed")
     assert "GET" in r.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/workflows/Order/instances", "/callbacks/v1.x.y.z"], ids=["instances", "callback"]
+)
+async def test_a_405_allows_every_method_its_path_takes(env: Env, path: str) -> None:
+    r = await env.client.put(path)
+    assert_problem(r, 405, "MethodNotAllowed")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}

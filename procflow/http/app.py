@@ -20,7 +20,7 @@ from .catalog import Catalog
 from .management import Management, base_path
 from .openapi import build_openapi
 from .problems import problem
-from .responses import guarded, json_response
+from .responses import Endpoint, guarded, json_response
 from .signing import CallbackSigner
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -37,6 +37,21 @@ def _http_problem(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         response.headers.update(exc.headers or {})
     return response
+
+
+def _route(path: str, **endpoints: Endpoint) -> Route:
+    """One route for a path that several methods serve (by name: ``GET=..., POST=...``).
+
+    Starlette answers a method no route of a path takes with 405 and the
+    ``Allow`` header of the first route it tried; one route per path makes that
+    header list every method the path takes.
+    """
+    handlers = {method: guarded(endpoint) for method, endpoint in endpoints.items()}
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
 
 
 def create_app(
@@ -87,8 +102,7 @@ def create_app(
         routes += [
             Route("/workflows", guarded(m.list_workflows), methods=["GET"]),
             Route("/instances", guarded(m.list_instances), methods=["GET"]),
-            Route("/workflows/{workflow}/instances", guarded(m.start), methods=["POST"]),
-            Route("/workflows/{workflow}/instances", guarded(m.list_workflow_instances), methods=["GET"]),
+            _route("/workflows/{workflow}/instances", GET=m.list_workflow_instances, POST=m.start),
             Route(instance, guarded(m.get), methods=["GET"]),
             Route(instance + "/history", guarded(m.history), methods=["GET"]),
             Route(instance + "/cancel", guarded(m.cancel), methods=["POST"]),
@@ -97,8 +111,7 @@ def create_app(
     if signer is not None:
         c = Callbacks(engine, signer, max_body_bytes)
         routes += [
-            Route("/callbacks/{token}", guarded(c.describe), methods=["GET"]),
-            Route("/callbacks/{token}", guarded(c.deliver), methods=["POST"]),
+            _route("/callbacks/{token}", GET=c.describe, POST=c.deliver),
         ]
 
     @contextlib.asynccontextmanager

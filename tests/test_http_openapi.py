@@ -65,6 +65,53 @@ def test_errors_are_documented_as_problem_details() -> None:
     }
 
 
+def test_every_operation_that_touches_the_store_may_answer_503_and_every_one_500() -> None:
+    doc = document(*WORKFLOWS)
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            assert "500" in op["responses"], (method, path)
+            assert ("503" in op["responses"]) == (path != "/workflows"), (method, path)
+
+
+def test_a_callbacks_operations_document_the_404_of_an_instance_not_stored_yet() -> None:
+    item = document(*WORKFLOWS)["paths"]["/callbacks/{token}"]
+    assert "404" in item["get"]["responses"]
+    assert "404" in item["post"]["responses"]
+
+
+def test_a_start_declares_the_location_of_the_new_instance() -> None:
+    created = document(Order)["paths"]["/workflows/Order/instances"]["post"]["responses"]["201"]
+    assert set(created["headers"]) == {"Location"}
+
+
+@dataclass
+class Inbox:
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait(
+                "mail",
+                pf.OnEvent("anything", self.anything),
+                pf.OnEvent("maybe", self.maybe),
+                pf.OnEvent("note", self.note),
+            )
+        )
+
+    def anything(self, payload: Any) -> None:
+        pass
+
+    def maybe(self, text: str | None) -> None:
+        pass
+
+    def note(self, note: Note) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("event", "required"), [("anything", False), ("maybe", False), ("note", True)])
+def test_a_payload_is_required_unless_an_empty_body_is_valid(event: str, required: bool) -> None:
+    op = document(Inbox)["paths"][f"/workflows/Inbox/instances/{{key}}/events/{event}"]["post"]
+    assert op["requestBody"]["required"] is required
+
+
 def test_an_event_without_a_payload_has_no_request_body() -> None:
     op = document(*WORKFLOWS)["paths"]["/workflows/Expense/instances/{key}/events/deny"]["post"]
     assert "requestBody" not in op

@@ -17,6 +17,8 @@ from urllib.parse import quote
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ..errors import PayloadError
+from ..handlers import FunctionHandler, Handler
 from ..state import WorkflowStatus
 from .catalog import Catalog, WorkflowEntry
 from .events import event_schemas
@@ -47,6 +49,7 @@ _ERRORS: dict[str, str] = {
     "415": "The body is not application/json",
     "422": "The body fails its schema; `errors` lists why",
     "500": "A step, setup or handler raised, or the server failed",
+    "503": "The store failed; try again",
 }
 
 
@@ -112,13 +115,28 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _REF + name}
 
 
-def _responses(ok: str, description: str, schema: dict[str, Any], *errors: str) -> dict[str, Any]:
+def _responses(
+    ok: str, description: str, schema: dict[str, Any], *errors: str, store: bool = True
+) -> dict[str, Any]:
+    """The responses of an operation: ``ok`` with ``schema``, and ``errors`` as problem details.
+
+    Every operation may fail with 500; one that reads or writes the store (``store``) with 503.
+    """
     responses: dict[str, Any] = {ok: {"description": description, "content": _json(schema)}}
-    for code in errors:
+    for code in sorted({*errors, "500", *(("503",) if store else ())}):
         responses[code] = {
             "description": _ERRORS[code],
             "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
         }
+    return responses
+
+
+def _with_location(created: str, description: str, schema: dict[str, Any], *errors: str) -> dict[str, Any]:
+    """``_responses`` of an operation that creates a resource: ``created`` has its ``Location``."""
+    responses = _responses(created, description, schema, *errors)
+    responses[created]["headers"] = {
+        "Location": {"description": "the URL of the new instance", "schema": {"type": "string"}}
+    }
     return responses
 
 
@@ -172,7 +190,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
                     "description": "the workflow's data",
                     "content": _json(b.hoist(w.data_schema(), f"{w.name}.")),
                 },
-                "responses": _responses(
+                "responses": _with_location(
                     "201",
                     "Started; runs until every thread is parked",
                     _ref("InstanceView"),
@@ -255,12 +273,23 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
         }
         if payload != {"type": "null"}:
             operation["requestBody"] = {
-                "required": payload is not None,
+                "required": payload is not None and not _takes_no_payload(on.handler),
                 "description": "the event's payload",
                 "content": _json(b.hoist(payload, f"{w.name}.{name}.")),
             }
         paths[f"{base}/{{key}}/events/{quote(name, safe='')}"] = {"post": operation}
     return paths
+
+
+def _takes_no_payload(handler: Handler) -> bool:
+    """Whether an empty body (delivered as ``None``) is a valid payload of ``handler``."""
+    if not isinstance(handler, FunctionHandler):
+        return True
+    try:
+        handler.validate(None)
+    except PayloadError:
+        return False
+    return True
 
 
 def _management_paths() -> dict[str, Any]:
@@ -271,7 +300,7 @@ def _management_paths() -> dict[str, Any]:
                 "summary": "The registered workflows and their events",
                 "tags": ["workflows"],
                 "responses": _responses(
-                    "200", "The workflows", {"type": "array", "items": _ref("WorkflowView")}
+                    "200", "The workflows", {"type": "array", "items": _ref("WorkflowView")}, store=False
                 ),
             },
         },
@@ -295,7 +324,7 @@ def _callback_paths() -> dict[str, Any]:
                 "summary": "What a signed callback URL delivers (delivers nothing)",
                 "tags": ["callbacks"],
                 "parameters": [_TOKEN],
-                "responses": _responses("200", "The callback", _ref("CallbackView"), "403", "410", "500"),
+                "responses": _responses("200", "The callback", _ref("CallbackView"), "403", "404", "410"),
             },
             "post": {
                 "operationId": "deliver_callback",
@@ -313,6 +342,7 @@ def _callback_paths() -> dict[str, Any]:
                     {},
                     "400",
                     "403",
+                    "404",
                     "409",
                     "410",
                     "413",

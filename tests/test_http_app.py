@@ -291,6 +291,13 @@ async def test_send_of_an_event_the_workflow_lacks_is_404(env: Env) -> None:
     assert_problem(r, 404, "UnknownEvent")
 
 
+async def test_send_of_an_event_the_workflow_lacks_is_404_even_once_the_instance_ended(env: Env) -> None:
+    await start_order(env, "o-1")
+    await env.engine.cancel("o-1", reason="test")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/refund", json={})
+    assert_problem(r, 404, "UnknownEvent")
+
+
 async def test_send_to_an_unknown_instance_is_404(env: Env) -> None:
     r = await env.client.post("/workflows/Order/instances/o-404/events/approve", json={"approver": "a"})
     assert_problem(r, 404, "InstanceNotFound")

@@ -15,7 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..engine import Engine
-from ..errors import CallbackNotFound, InstanceNotFound, SetupError, StepError, UnknownWorkflowError
+from ..errors import (
+    CallbackNotFound,
+    InstanceNotFound,
+    SetupError,
+    StepError,
+    UnknownWorkflowError,
+    WorkflowFinishedError,
+)
 from ..ids import new_id
 from ..instance import Instance, summarize
 from .body import NO_BODY, read_json
@@ -165,7 +172,8 @@ class Management:
             reply = await self.engine.send(
                 instance.id, event, None if payload is NO_BODY else payload, thread_id=thread, pc=pc
             )
-        except CallbackNotFound as e:
+        except (CallbackNotFound, WorkflowFinishedError) as e:
+            # An event the workflow does not have is 404 whatever state the instance is in.
             if event not in events_of(instance.data.definition()):
                 raise UnknownEvent(f"workflow {instance.workflow!r} has no event {event!r}") from e
             raise

@@ -737,16 +737,26 @@ class Engine:
                 await session.commit_if_changed()
                 return session
             try:
-                await resume(
-                    session.workflow,
-                    session.state,
-                    session.checkpoint,
-                    max_transitions=self.max_transitions,
-                    hooks=session,
-                )
+                setup_failed = False
+                try:
+                    await resume(
+                        session.workflow,
+                        session.state,
+                        session.checkpoint,
+                        max_transitions=self.max_transitions,
+                        hooks=session,
+                    )
+                except SetupError as e:
+                    # The failed setups are retried later; the threads are parked, and an
+                    # event of theirs that set up may be waiting in the inbox: deliver it now.
+                    logger.warning("instance %r: %s", session.id, e)
+                    setup_failed = True
                 if await self._deliver_from_inbox(session):
                     continue
-                await session.commit_if_changed()
+                if setup_failed:
+                    await self._commit_quietly(session)
+                else:
+                    await session.commit_if_changed()
                 return session
             except ConflictError:
                 session = await self._reload(session)
@@ -755,10 +765,6 @@ class Engine:
                     return session
             except StepError as e:
                 self._step_failed(session, e)
-                await self._commit_quietly(session)
-                return session
-            except SetupError as e:
-                logger.warning("instance %r: %s", session.id, e)
                 await self._commit_quietly(session)
                 return session
         raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")

@@ -167,7 +167,33 @@ class Retries:
         self.got.append(amount.cents)
 
 
-WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries]
+class HookDown(pf.Handler):
+    """A webhook whose registration always fails."""
+
+    type = "hook-down"
+
+    def setup(self, req: pf.CallbackRequest) -> str:
+        raise ConnectionError("the webhook service is down")
+
+
+@dataclass
+class Deposits:
+    """Opens, then takes two deposits ("d", buffered by default) at a Wait whose other event's setup fails."""
+
+    got: list[int] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("opening", pf.OnEvent("open", lambda: None)),
+            pf.For(
+                "deposits",
+                lambda: len(self.got) < 2,
+                pf.Wait("deposit", pf.OnEvent("d", self.got.append, buffer=True), pf.On("hook", HookDown())),
+            ),
+        )
+
+
+WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits]
 
 
 @pytest.fixture(autouse=True)
@@ -197,6 +223,16 @@ async def test_an_early_event_is_refused_unless_buffered(engine: Engine) -> None
     assert after.version == before.version  # nothing saved
     assert (await engine.get("c")).inbox == []
     assert CALLS == []
+
+
+async def test_the_inbox_delivers_in_arrival_order_when_another_events_setup_fails(engine: Engine) -> None:
+    await engine.start(Deposits(), id="a")
+    await engine.send("a", "d", 1)  # early: buffered
+    await engine.send("a", "open")  # parks on "deposit"; the hook's setup fails, "d" is set up
+    await engine.send("a", "d", 2)
+    inst = await engine.get("a")
+    assert inst.data.got == [1, 2]
+    assert inst.inbox == []
 
 
 async def test_a_send_for_one_parking_is_never_buffered(engine: Engine) -> None:

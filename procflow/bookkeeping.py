@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 __all__ = ["Bookkeeping", "Buffered", "Failure"]
 
@@ -38,10 +38,27 @@ class Bookkeeping(BaseModel):
 
     inbox: list[Buffered] = Field(default_factory=list)
     attempts: dict[str, int] = Field(default_factory=dict)
-    retry_at: float | None = None
-    retry_thread: str = ""
+    # Thread id -> when the step that failed in it may run again: each thread
+    # that waits for a backoff is held until its own time.
+    retries: dict[str, float] = Field(default_factory=dict)
     failure: Failure | None = None
     rejected: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_retry_of_old(cls, data: Any) -> Any:
+        # Stored before per-thread retries: one "retry_at" for one "retry_thread".
+        if isinstance(data, dict) and "retry_at" in data:
+            data = dict(data)
+            retry_at, thread = data.pop("retry_at"), data.pop("retry_thread", "")
+            if retry_at is not None:
+                data.setdefault("retries", {thread: retry_at})
+        return data
+
+    @property
+    def retry_at(self) -> float | None:
+        """When the next failed step may run again (the earliest of ``retries``), or ``None``."""
+        return min(self.retries.values()) if self.retries else None
 
     @classmethod
     def load(cls, text: str) -> Bookkeeping:

@@ -343,8 +343,7 @@ class Engine:
                 raise ProcflowError(f"instance {session.id!r} has not failed; there is nothing to retry")
             session.meta.failure = None
             session.meta.attempts.pop(failure.step, None)
-            session.meta.retry_at = None
-            session.meta.retry_thread = ""
+            session.meta.retries.pop(failure.thread, None)
             session.transition("retried", failure.step, failure.thread, "by hand")
             session = await self._run(session)
             return session.instance()
@@ -453,7 +452,7 @@ class Engine:
                 moved.status = ThreadStatus.RESUMING
             state.status = WorkflowStatus.RESUMING
             session.meta.failure = None
-            session.meta.retry_at = None
+            session.meta.retries.pop(thread, None)
             session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
             State.model_validate(state.model_dump())  # the result must be a valid State
             await session.commit()
@@ -783,12 +782,10 @@ class Engine:
         policy = step.retry if isinstance(step, Step) and step.retry is not None else _NO_RETRY
         now = self.clock.now()
         if policy.retries(attempts, cause):
-            session.meta.retry_at = now + policy.backoff.delay(attempts)
-            session.meta.retry_thread = error.thread_id
+            session.meta.retries[error.thread_id] = now + policy.backoff.delay(attempts)
             session.transition("retry", name, error.thread_id, f"attempt {attempts} failed: {cause}")
             return
-        session.meta.retry_at = None
-        session.meta.retry_thread = ""
+        session.meta.retries.pop(error.thread_id, None)
         session.meta.failure = Failure(
             step=name,
             thread=error.thread_id,
@@ -896,7 +893,7 @@ class Engine:
         except WorkflowFinishedError:
             raise
         session.meta.failure = None
-        session.meta.retry_at = None
+        session.meta.retries.clear()
         session.meta.inbox.clear()
         await session.commit_if_changed()
 

@@ -90,9 +90,8 @@ class Session(RunHooks):
         failure = self.meta.failure
         if failure is not None and failure.thread == thread:
             return False
-        retry_at = self.meta.retry_at
-        waiting = retry_at is not None and retry_at > self.engine.clock.now()
-        return not (waiting and self.meta.retry_thread == thread)
+        retry_at = self.meta.retries.get(thread)
+        return retry_at is None or retry_at <= self.engine.clock.now()
 
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         at = self.engine.clock.now()
@@ -103,9 +102,7 @@ class Session(RunHooks):
         if kind == "step" and name in self.meta.attempts:
             # The step went through: its earlier failures no longer count.
             del self.meta.attempts[name]
-            if self.meta.retry_thread == thread:
-                self.meta.retry_at = None
-                self.meta.retry_thread = ""
+            self.meta.retries.pop(thread, None)
         self.dirty = True
 
     # -- committing ----------------------------------------------------------

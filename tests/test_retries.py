@@ -22,6 +22,7 @@ import pytest
 
 import procflow as pf
 from procflow import Backoff, Retry, TestClock, Timer
+from procflow.bookkeeping import Bookkeeping
 from procflow.engine import Engine
 from procflow.stores import MemoryStore, SQLiteStore, Store, open_store
 
@@ -509,6 +510,56 @@ async def test_a_step_waiting_for_its_backoff_does_not_run_early_when_another_th
             clock.advance(11)
             await engine.work_once()  # the tick is due
         assert TRIES["t"] == 1  # seconds into a 100 s backoff
+
+
+@dataclass
+class TwoCharges:
+    """Two threads started by their own events, a failing step each: "slow" backs off 300 s, "fast" 10 s."""
+
+    id: str = ""
+
+    def definition(self) -> pf.Section:
+        def thread(name: str, backoff: float) -> pf.Go:
+            return pf.Go(
+                name,
+                pf.S(
+                    pf.Wait(f"{name} waits", pf.OnEvent(f"start {name}", lambda: None)),
+                    pf.Step(
+                        f"{name} charge",
+                        lambda: self.charge(name),
+                        retry=Retry(max_attempts=5, backoff=Backoff(initial=backoff, jitter=0)),
+                    ),
+                ),
+            )
+
+        return pf.S(
+            thread("slow", 300), thread("fast", 10), pf.Wait("ending", pf.OnEvent("end", lambda: None))
+        )
+
+    def charge(self, name: str) -> None:
+        TRIES[f"{self.id} {name}"] += 1
+        raise ConnectionError("down")
+
+
+async def test_each_thread_waits_for_its_own_backoff(tmp_path: Path, clock: TestClock) -> None:
+    async with Engine(SQLiteStore(tmp_path / "two.db"), workflows=[TwoCharges], clock=clock) as engine:
+        await engine.start(TwoCharges(id="t"), id="t")
+        start = clock.now()
+        await engine.send("t", "start slow")  # fails: again in 300 s
+        clock.advance(1)
+        await engine.send("t", "start fast")  # fails: again in 10 s
+        assert (await engine.get("t")).meta.retries == {"slow": start + 300, "fast": start + 11}
+        clock.advance(10)
+        await engine.work_once()
+        assert (TRIES["t slow"], TRIES["t fast"]) == (1, 2)  # only the fast one was due
+        clock.advance(289)
+        await engine.work_once()
+        assert TRIES["t slow"] == 2
+
+
+def test_a_retry_stored_before_retries_were_per_thread_is_read_as_its_threads() -> None:
+    meta = Bookkeeping.load('{"retry_at": 42.0, "retry_thread": "side"}')
+    assert (meta.retries, meta.retry_at) == ({"side": 42.0}, 42.0)
 
 
 @dataclass

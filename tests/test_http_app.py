@@ -310,6 +310,29 @@ async def test_send_of_an_event_not_awaited_now_is_409(env: Env) -> None:
     assert_problem(r, 409, "WorkflowFinishedError")
 
 
+async def test_a_send_repeated_with_its_idempotency_key_gets_the_first_reply_and_runs_nothing(
+    env: Env,
+) -> None:
+    await start_order(env, "o-1")
+    url, key = "/workflows/Order/instances/o-1/events/approve", {"Idempotency-Key": "webhook-81"}
+    first = await env.client.post(url, json={"approver": "ann"}, headers=key)
+    version = (await env.engine.get("o-1")).version
+    again = await env.client.post(url, json={"approver": "ann"}, headers=key)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    assert (await env.engine.get("o-1")).version == version
+
+
+async def test_an_empty_idempotency_key_is_400(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post(
+        "/workflows/Order/instances/o-1/events/approve",
+        json={"approver": "ann"},
+        headers={"Idempotency-Key": ""},
+    )
+    assert_problem(r, 400, "BadRequest")
+
+
 async def test_send_with_the_pc_of_another_parking_is_409_stale(env: Env) -> None:
     await start_order(env, "o-1")
     pc = (await env.client.get("/workflows/Order/instances/o-1")).json()["accepts"][0]["pc"]

@@ -63,6 +63,15 @@ async def test_a_used_link_is_410_gone(env: Env) -> None:
     assert_problem(await env.client.post(link, json={}), 410, "CallbackGone")
 
 
+async def test_a_used_link_repeated_with_its_idempotency_key_gets_the_first_reply(env: Env) -> None:
+    await start_expense(env, "e-1")
+    link, key = env.link("e-1", "approve"), {"Idempotency-Key": "mail-click-1"}
+    first = await env.client.post(link, json={"note": "ok"}, headers=key)
+    again = await env.client.post(link, json={"note": "ok"}, headers=key)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json() == "approved ok"
+
+
 async def test_the_sibling_link_is_gone_once_the_other_event_was_delivered(env: Env) -> None:
     await start_expense(env, "e-1")
     await env.client.post(env.link("e-1", "deny"))

@@ -22,6 +22,7 @@ from ..instance import Instance
 from .body import NO_BODY, read_json
 from .errors import CallbackGone
 from .events import AcceptedEvent, accepted_events, event_schemas
+from .headers import idempotency_key
 from .responses import json_response, model_response
 from .signing import CallbackClaims, CallbackSigner
 from .views import CallbackView
@@ -85,6 +86,7 @@ class Callbacks:
                 None if payload is NO_BODY else payload,
                 thread_id=claims.thread_id,
                 pc=claims.pc,
+                idempotency_key=idempotency_key(request),
             )
         except _GONE as e:
             raise _gone(claims, e) from e

@@ -29,6 +29,7 @@ from .body import NO_BODY, read_json
 from .catalog import Catalog, WorkflowEntry
 from .errors import RequestValidationError, UnknownEvent
 from .events import accepted_events, event_schemas, events_of
+from .headers import idempotency_key
 from .problems import problem_for
 from .query import MAX_PAGE, int_param, key_param, statuses_param
 from .responses import json_response, model_response
@@ -170,7 +171,12 @@ class Management:
         payload = await read_json(request, self.max_body_bytes)
         try:
             reply = await self.engine.send(
-                instance.id, event, None if payload is NO_BODY else payload, thread_id=thread, pc=pc
+                instance.id,
+                event,
+                None if payload is NO_BODY else payload,
+                thread_id=thread,
+                pc=pc,
+                idempotency_key=idempotency_key(request),
             )
         except (CallbackNotFound, WorkflowFinishedError) as e:
             # An event the workflow does not have is 404 whatever state the instance is in.

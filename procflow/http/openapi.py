@@ -22,6 +22,7 @@ from ..handlers import FunctionHandler, Handler
 from ..state import WorkflowStatus
 from .catalog import Catalog, WorkflowEntry
 from .events import event_schemas
+from .headers import IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY
 from .problems import PROBLEM_JSON
 from .query import MAX_PAGE
 from .views import (
@@ -158,6 +159,13 @@ _TOKEN = {
     "description": "the signed token",
     "schema": {"type": "string"},
 }
+_IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": "a key for this delivery: a repeat with the same key gets the first reply, runs nothing",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+}
 _PAGING = [
     _query(
         "status",
@@ -257,6 +265,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
                 _query(
                     "pc", "deliver to this parking only (from `accepts`)", {"type": "integer", "minimum": 1}
                 ),
+                _IDEMPOTENCY_KEY,
             ],
             "responses": _responses(
                 "200",
@@ -330,7 +339,7 @@ def _callback_paths() -> dict[str, Any]:
                 "operationId": "deliver_callback",
                 "summary": "Deliver the one event a signed callback URL names",
                 "tags": ["callbacks"],
-                "parameters": [_TOKEN],
+                "parameters": [_TOKEN, _IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": False,
                     "description": "the event's payload",

@@ -509,20 +509,24 @@ class Engine:
 
         Call it when no other process is working on the store's instances
         (at start-up of the only process, say): it does not wait for a run to
-        look abandoned (``stale_after``), as workers do. Returns the ids
-        resumed; one that fails again is left to its step's retry policy and
-        the others still run.
+        look abandoned (``stale_after``), as workers do. Returns the ids of
+        the instances that ran; one whose failed step waits for its backoff
+        is left to it, and one that fails again to its step's retry policy,
+        while the others still run.
         """
         resumed = []
         async for summary in self.list(status=WorkflowStatus.RESUMING):
             try:
                 with use_clock(self.clock):
-                    session = await self._catch_up(await self._load(summary.id), abandoned=True)
+                    session = await self._load(summary.id)
+                    loaded = session.version
+                    session = await self._catch_up(session, abandoned=True)
                     await session.commit_if_changed()
             except ProcflowError as e:
                 logger.warning("recover: instance %r: %s", summary.id, e)
                 continue
-            resumed.append(summary.id)
+            if session.version != loaded:  # something ran and was saved
+                resumed.append(summary.id)
         return resumed
 
     # -- the worker ----------------------------------------------------------

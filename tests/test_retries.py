@@ -326,6 +326,17 @@ async def test_a_failed_instance_can_be_cancelled_with_compensation(engine: Engi
     assert kinds[-2:] == ["compensated", "cancelled"]
 
 
+async def test_recover_leaves_a_step_waiting_for_its_backoff_and_does_not_list_it(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=5), id="p")  # charge failed: again in 10 s
+    assert await engine.recover() == []
+    assert TRIES["p"] == 1
+    clock.advance(10)
+    assert await engine.recover() == ["p"]
+    assert TRIES["p"] == 2
+
+
 async def test_a_cancel_of_a_failed_instance_cut_short_leaves_it_failed(
     engine: Engine, clock: TestClock
 ) -> None:

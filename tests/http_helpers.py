@@ -150,6 +150,8 @@ class Expense:
         )
 
     def approve(self, verdict: Verdict) -> str:
+        if verdict.note == "crash":
+            raise RuntimeError("ledger unavailable: token=abc123")
         self.rounds -= 1
         self.decision = f"approved {verdict.note}".strip()
         return self.decision

@@ -72,6 +72,17 @@ async def test_a_used_link_repeated_with_its_idempotency_key_gets_the_first_repl
     assert again.json() == first.json() == "approved ok"
 
 
+async def test_a_server_error_behind_a_link_is_logged_not_told_to_the_third_party(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_expense(env, "e-1")
+    r = await env.client.post(env.link("e-1", "approve"), json={"note": "crash"})
+    body = assert_problem(r, 500, "HandlerError")
+    assert body["detail"] == "the server failed; its log has the details"
+    assert "token=abc123" not in r.text
+    assert "token=abc123" in caplog.text
+
+
 async def test_the_sibling_link_is_gone_once_the_other_event_was_delivered(env: Env) -> None:
     await start_expense(env, "e-1")
     await env.client.post(env.link("e-1", "deny"))

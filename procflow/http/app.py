@@ -39,14 +39,15 @@ def _http_problem(request: Request, exc: Exception) -> Response:
     return response
 
 
-def _route(path: str, **endpoints: Endpoint) -> Route:
+def _route(path: str, *, public: bool = False, **endpoints: Endpoint) -> Route:
     """One route for a path that several methods serve (by name: ``GET=..., POST=...``).
 
     Starlette answers a method no route of a path takes with 405 and the
     ``Allow`` header of the first route it tried; one route per path makes that
-    header list every method the path takes.
+    header list every method the path takes. A ``public`` route (one third
+    parties call) answers its server errors without their text (see ``guarded``).
     """
-    handlers = {method: guarded(endpoint) for method, endpoint in endpoints.items()}
+    handlers = {method: guarded(endpoint, public=public) for method, endpoint in endpoints.items()}
 
     async def dispatch(request: Request) -> Response:
         return await handlers["GET" if request.method == "HEAD" else request.method](request)
@@ -111,7 +112,7 @@ def create_app(
     if signer is not None:
         c = Callbacks(engine, signer, max_body_bytes)
         routes += [
-            _route("/callbacks/{token}", GET=c.describe, POST=c.deliver),
+            _route("/callbacks/{token}", public=True, GET=c.describe, POST=c.deliver),
         ]
 
     @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ProcflowError
-from .problems import problem, problem_for
+from .problems import problem, problem_for, status_of
 
 __all__ = ["Endpoint", "guarded", "json_response", "logger", "model_response"]
 
@@ -36,11 +36,14 @@ def model_response(
     return json_response(model, status, headers)
 
 
-def guarded(endpoint: Endpoint) -> Endpoint:
+def guarded(endpoint: Endpoint, *, public: bool = False) -> Endpoint:
     """``endpoint`` answering every error as problem details.
 
     A procflow error gets its status (``problems.status_of``); any other
-    exception is logged and answered 500 without its text.
+    exception is logged and answered 500 without its text. On a ``public``
+    endpoint (one that third parties call, such as a signed callback URL), a
+    procflow error of status 500 or above is logged and answered without its
+    text too: it may quote the user's exceptions.
     """
 
     @functools.wraps(endpoint)
@@ -48,6 +51,17 @@ def guarded(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except ProcflowError as e:
+            status = status_of(e)
+            if public and status >= 500:
+                logger.error(
+                    "procflow.http: %s %s failed: %s", request.method, request.url.path, e, exc_info=e
+                )
+                return problem(
+                    status,
+                    type(e).__name__,
+                    "the server failed; its log has the details",
+                    instance=request.url.path,
+                )
             return problem_for(e, instance=request.url.path)
         except Exception:
             logger.exception("procflow.http: %s %s failed", request.method, request.url.path)

@@ -10,30 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import procflow, seed
 
 import procflow as pf
-
-
-def procflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "procflow", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "PYTHONPATH": str(cwd)},
-    )
-
-
-def seed(cwd: Path, module: str, url: str) -> None:
-    """Run ``module.seed(url)`` in a subprocess: an app module fills the store at ``url``."""
-    result = subprocess.run(
-        [sys.executable, "-c", f"import anyio, {module}; anyio.run({module}.seed, {url!r})"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import ok, procflow, seed
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
-
-
-def procflow(
-    cwd: Path, *args: str, path: str = "/usr/bin:/bin", user: str = ""
-) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": path, "NO_COLOR": "1", "PYTHONPATH": str(cwd)}
-    if user:
-        env["USER"] = user
-    return subprocess.run(
-        [sys.executable, "-m", "procflow", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
-def ok(cwd: Path, *args: str) -> str:
-    result = procflow(cwd, *args)
-    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +54,7 @@ def tickets(tmp_path: Path) -> str:
     (tmp_path / "tickets_v1.py").write_text(TICKETS.format(wait="triage"))
     (tmp_path / "tickets_v2.py").write_text(TICKETS.format(wait="review"))
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
-    seed = subprocess.run(
-        [sys.executable, "-c", f"import anyio, tickets_v1; anyio.run(tickets_v1.seed, {url!r}, 3)"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert seed.returncode == 0, seed.stderr
+    seed(tmp_path, "tickets_v1", url, 3)
     ok(tmp_path, "--db", url, "--app", "tickets_v1:engine", "send", "t-3", "close")
     return url
 

@@ -1,0 +1,43 @@
+"""Running the `procflow` command as a user runs it: a subprocess in a folder of the test's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def procflow(
+    cwd: Path, *args: str, path: str = "/usr/bin:/bin", user: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``procflow ARGS`` in ``cwd`` (on its ``PYTHONPATH``, so app modules there import)."""
+    env = {"PATH": path, "NO_COLOR": "1", "PYTHONPATH": str(cwd)}
+    if user:
+        env["USER"] = user
+    return subprocess.run(
+        [sys.executable, "-m", "procflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def ok(cwd: Path, *args: str) -> str:
+    """``procflow ARGS``, which must exit 0; its standard output."""
+    result = procflow(cwd, *args)
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def seed(cwd: Path, module: str, url: str, *args: object) -> None:
+    """Run ``module.seed(url, *args)`` in a subprocess: an app module fills the store at ``url``."""
+    call = ", ".join(repr(a) for a in (url, *args))
+    result = subprocess.run(
+        [sys.executable, "-c", f"import anyio, {module}; anyio.run({module}.seed, {call})"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

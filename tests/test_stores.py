@@ -177,6 +177,28 @@ async def test_insert_of_a_taken_correlation_id_raises_duplicate_and_stores_noth
 
 
 @pytest.mark.anyio
+async def test_insert_of_an_id_that_is_anothers_correlation_id_raises_duplicate_and_stores_nothing(
+    store: Store,
+) -> None:
+    await store.insert(record("o-1", correlation_id="order-42"))
+    with pytest.raises(DuplicateInstanceError, match=r"'order-42' already finds instance 'o-1'"):
+        await store.insert(record("order-42"), [line("started")])
+    assert (await store.lookup("order-42")).id == "o-1"
+    assert await store.history("order-42") == []
+
+
+@pytest.mark.anyio
+async def test_insert_of_a_correlation_id_that_is_anothers_id_raises_duplicate_and_stores_nothing(
+    store: Store,
+) -> None:
+    await store.insert(record("o-1"))
+    with pytest.raises(DuplicateInstanceError, match=r"'o-1' already finds instance 'o-1'.*instance 'o-2'"):
+        await store.insert(record("o-2", correlation_id="o-1"), [line("started")])
+    with pytest.raises(InstanceNotFound):
+        await store.get("o-2")
+
+
+@pytest.mark.anyio
 async def test_many_instances_may_have_no_correlation_id(store: Store) -> None:
     for id in ("a", "b", "c"):
         await store.insert(record(id))
@@ -218,8 +240,11 @@ async def test_lookup_finds_an_instance_by_its_correlation_id(store: Store) -> N
 
 @pytest.mark.anyio
 async def test_lookup_prefers_the_id_over_another_instances_equal_correlation_id(store: Store) -> None:
-    await store.insert(record("o-1", correlation_id="x"))
+    # insert refuses such a pair; an update that gives o-1 the correlation id "x" (as rows
+    # written before that check may hold) does not
     by_id = await store.insert(record("x", correlation_id="o-2"))
+    first = await store.insert(record("o-1"))
+    await store.update(dataclasses.replace(first, correlation_id="x"))
     assert await store.lookup("x") == by_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConflictError, DuplicateInstanceError, InstanceNotFound
+from .base import InstanceRecord
 
 __all__ = [
     "conflict",
@@ -42,6 +43,15 @@ def conflict(id: str, loaded: int, stored: object) -> ConflictError:
 def duplicate_id(id: str) -> DuplicateInstanceError:
     """The id is taken."""
     return DuplicateInstanceError(f"an instance with id {id!r} already exists: choose another id")
+
+
+def key_of_another(new: InstanceRecord, owner: str, owner_correlation: str | None) -> DuplicateInstanceError:
+    """The new instance's id is the correlation id of instance ``owner``, or its correlation id ``owner``."""
+    key = new.id if owner_correlation == new.id else new.correlation_id or new.id
+    return DuplicateInstanceError(
+        f"{key!r} already finds instance {owner!r} (an id and a correlation id are looked up alike): "
+        f"instance {new.id!r} needs another one"
+    )
 
 
 def duplicate_correlation(correlation_id: str, owner: str, id: str) -> DuplicateInstanceError:

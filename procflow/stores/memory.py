@@ -16,6 +16,7 @@ from ._errors import (
     duplicate_correlation,
     duplicate_id,
     key_not_found,
+    key_of_another,
     not_found,
 )
 from ._listing import check_limit, status_filter
@@ -70,6 +71,13 @@ class MemoryStore:
         if record.id in self._instances:
             raise duplicate_id(record.id)
         self._check_correlation(record)
+        owner = self._by_correlation.get(record.id)
+        if owner is not None:
+            raise key_of_another(record, owner, record.id)
+        if record.correlation_id is not None and record.correlation_id in self._instances:
+            raise key_of_another(
+                record, record.correlation_id, self._instances[record.correlation_id].correlation_id
+            )
         now = now_ms() / 1000
         stored = stored_as(record, version=1, created_at=now, updated_at=now)
         self._save(stored, None)

@@ -33,6 +33,7 @@ from ._errors import (
     duplicate_correlation,
     duplicate_id,
     key_not_found,
+    key_of_another,
     not_found,
 )
 from ._history import decode_entries, encode_entries
@@ -49,15 +50,23 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
+# A new instance's id may not be another's correlation id, nor its correlation id another's
+# id: then nothing is inserted and no row returned.
+_KEY_OF_ANOTHER = (
+    "SELECT id, correlation_id FROM procflow_instance"
+    " WHERE correlation_id = %(id)s OR id = %(correlation_id)s LIMIT 1"
+)
 _INSERT = (
     "INSERT INTO procflow_instance"
     " (id, workflow, status, correlation_id, due_at, version, created_at, updated_at, data, state, meta)"
-    " VALUES (%(id)s, %(workflow)s, %(status)s, %(correlation_id)s, %(due_at)s, 1, %(now)s, %(now)s,"
-    " %(data)s, %(state)s, %(meta)s)"
+    " SELECT %(id)s, %(workflow)s, %(status)s, %(correlation_id)s, %(due_at)s, 1, %(now)s, %(now)s,"
+    " %(data)s, %(state)s, %(meta)s"
+    f" WHERE NOT EXISTS ({_KEY_OF_ANOTHER}) RETURNING k"
 )
 _INSERT_WITH_HISTORY = (
-    f"WITH i AS ({_INSERT} RETURNING k)"
+    f"WITH i AS ({_INSERT})"
     " INSERT INTO procflow_history (k, version, at, entries) SELECT k, 1, %(at)s, %(entries)s FROM i"
+    " RETURNING k"
 )
 _UPDATE = (
     "UPDATE procflow_instance SET workflow = %(workflow)s, status = %(status)s,"
@@ -195,7 +204,13 @@ class PostgresStore:
         """
         now = now_ms()
         params = _params(record, now, history)
-        await self._run(_INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True)
+        if not await self._run(_INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True):
+            rows = await self._fetch(_KEY_OF_ANOTHER, params)
+            if rows:
+                owner, owner_correlation = rows[0]
+                raise key_of_another(
+                    record, as_text(owner), None if owner_correlation is None else as_text(owner_correlation)
+                )
         stamp = now / 1000
         return stored_as(record, version=1, created_at=stamp, updated_at=stamp)
 

@@ -31,6 +31,7 @@ from ._errors import (
     duplicate_correlation,
     duplicate_id,
     key_not_found,
+    key_of_another,
     not_found,
 )
 from ._history import decode_entries, encode_entries
@@ -56,6 +57,10 @@ _UPDATE = (
 _LOOKUP = (
     f"SELECT {COLUMNS} FROM procflow_instance WHERE id = ?1"
     f" UNION ALL SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = ?1"
+)
+# A new instance's id may not be another's correlation id, nor its correlation id another's id.
+_KEY_OF_ANOTHER = (
+    "SELECT id, correlation_id FROM procflow_instance WHERE correlation_id = ?1 OR id = ?2 LIMIT 1"
 )
 _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES (?, ?, ?, ?)"
 # The first reply kept for a key stays: a key names one delivery, whatever retries follow.
@@ -164,6 +169,11 @@ class SQLiteStore:
 
         def insert(connection: sqlite3.Connection) -> None:
             params = (record.id, record.workflow, record.status, record.correlation_id, due, now, now)
+            other = connection.execute(_KEY_OF_ANOTHER, (record.id, record.correlation_id)).fetchone()
+            if other is not None:
+                raise key_of_another(
+                    record, as_text(other[0]), None if other[1] is None else as_text(other[1])
+                )
             try:
                 cursor = connection.execute(_INSERT, (*params, record.data, record.state, record.meta))
             except sqlite3.IntegrityError as exc:

@@ -53,23 +53,15 @@ def guarded(endpoint: Endpoint, *, public: bool = False) -> Endpoint:
         except ProcflowError as e:
             status = status_of(e)
             if public and status >= 500:
-                logger.error(
-                    "procflow.http: %s %s failed: %s", request.method, request.url.path, e, exc_info=e
-                )
-                return problem(
-                    status,
-                    type(e).__name__,
-                    "the server failed; its log has the details",
-                    instance=request.url.path,
-                )
+                return _logged(request, e, status, type(e).__name__)
             return problem_for(e, instance=request.url.path)
-        except Exception:
-            logger.exception("procflow.http: %s %s failed", request.method, request.url.path)
-            return problem(
-                500,
-                "InternalServerError",
-                "the server failed; its log has the details",
-                instance=request.url.path,
-            )
+        except Exception as e:
+            return _logged(request, e, 500, "InternalServerError")
 
     return run
+
+
+def _logged(request: Request, error: Exception, status: int, title: str) -> Response:
+    """Log ``error`` with its traceback; answer problem details that keep its text from the client."""
+    logger.error("procflow.http: %s %s failed: %s", request.method, request.url.path, error, exc_info=error)
+    return problem(status, title, "the server failed; its log has the details", instance=request.url.path)

@@ -211,6 +211,9 @@ class PostgresStore:
                 raise key_of_another(
                     record, as_text(owner), None if owner_correlation is None else as_text(owner_correlation)
                 )
+            raise StoreError(
+                f"instance {record.id!r} was not inserted: the instance in its way went away; try again"
+            )
         stamp = now / 1000
         return stored_as(record, version=1, created_at=stamp, updated_at=stamp)
 

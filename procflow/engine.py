@@ -858,7 +858,12 @@ class Engine:
         session.transition("rejected", req.name, parked[0], f"invalid payload {count} of {limit}")
         if count >= limit:
             reason = f"{count} invalid payloads for event {req.name!r}"
-            await self._cancel(session, reason, compensate=True)
+            try:
+                await self._cancel(session, reason, compensate=True)
+            except StepError as e:
+                # The sender sent a bad payload and is told so; the cancel, cut short
+                # (what it undid is saved), carries on at the next invalid payload or cancel.
+                logger.warning("instance %r: cancel after %s cut short: %s", session.id, reason, e)
         else:
             await session.commit()
 

@@ -31,6 +31,8 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 # Handler calls of the test in progress: "event:payload".
 CALLS: list[str] = []
+# How many more times Strict's release raises.
+RELEASE_FAILURES: list[int] = [0]
 
 
 class Item(BaseModel):
@@ -133,6 +135,9 @@ class Strict:
         return amount.cents
 
     def release(self) -> None:
+        if RELEASE_FAILURES[0] > 0:
+            RELEASE_FAILURES[0] -= 1
+            raise ConnectionError("the stock service is down")
         self.log.append("release")
 
 
@@ -199,6 +204,7 @@ WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits]
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     CALLS.clear()
+    RELEASE_FAILURES[0] = 0
 
 
 @pytest.fixture
@@ -479,6 +485,24 @@ async def test_invalid_payloads_below_the_limit_are_refused_and_the_instance_sta
     inst = await engine.get("s")
     assert inst.status == pf.WorkflowStatus.FINISHED
     assert inst.data.log == ["reserve", "hold", "paid 300", "ship"]
+
+
+async def test_the_nth_invalid_payload_is_a_payload_error_even_when_its_cancel_is_cut_short(
+    engine: Engine,
+) -> None:
+    await engine.start(Strict(), id="s")
+    RELEASE_FAILURES[0] = 1
+    for _ in range(3):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", "{not json")
+    inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.WAITING  # "hold" was undone, "reserve" was not
+    assert inst.data.log == ["reserve", "hold", "unhold"]
+    with pytest.raises(pf.PayloadError):  # the next invalid payload carries the cancel on
+        await engine.send("s", "pay", "{not json")
+    inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["reserve", "hold", "unhold", "release"]
 
 
 async def test_the_nth_invalid_payload_cancels_the_instance_with_compensation(engine: Engine) -> None:

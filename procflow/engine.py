@@ -86,6 +86,11 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 _STATUS_VALUES = tuple(s.value for s in WorkflowStatus)
 
+# At most this many overdue timers are delivered in one catch-up: a loop whose timer is
+# always due (Timer(after=0), a deadline in the past) would otherwise never let go of
+# the worker or the send that caught it up. The rest are due at the next touch or poll.
+_TIMERS_PER_CATCH_UP = 100
+
 
 def _known_statuses(
     status: WorkflowStatus | str | Sequence[WorkflowStatus | str] | None,
@@ -694,7 +699,10 @@ class Engine:
         """
         if session.meta.failure is not None:
             return session
-        while (due := self._next_due_timer(session)) is not None:
+        for _ in range(_TIMERS_PER_CATCH_UP):
+            due = self._next_due_timer(session)
+            if due is None:
+                break
             req, name = due
             await handle_callback(req, session.workflow, session.state, None, hooks=session)
             session.transition("timer", name, req.thread_id)

@@ -114,7 +114,26 @@ class Reminders:
         self.sent += 1
 
 
-WORKFLOWS = [Reservation, Nap, Deadline, Reminders]
+@dataclass
+class Spinner:
+    """A loop of 1,000 rounds whose timer is due the moment it is parked on."""
+
+    ticks: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.For(
+                "spin",
+                lambda: self.ticks < 1000,
+                pf.Wait("now", pf.On("tick", Timer(after=0), pf.Step("count", self.count))),
+            )
+        )
+
+    def count(self) -> None:
+        self.ticks += 1
+
+
+WORKFLOWS = [Reservation, Nap, Deadline, Reminders, Spinner]
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
@@ -403,3 +422,17 @@ async def test_the_sqlite_due_time_look_up_is_an_index_range_scan(tmp_path: Path
     details = " ".join(row[-1] for row in plan)
     assert details.startswith("SEARCH procflow_instance USING") and "INDEX procflow_instance_due" in details
     assert "TEMP B-TREE" not in details  # no sort: the index gives the order
+
+
+@pytest.mark.anyio
+async def test_a_timer_that_is_always_due_lets_go_of_the_worker_after_a_bounded_catch_up(
+    clock: TestClock,
+) -> None:
+    async with Engine(MemoryStore(), workflows=WORKFLOWS, clock=clock) as engine:
+        await engine.start(Spinner(), id="s")
+        await engine.work_once()
+        first = (await engine.get("s")).data.ticks
+        assert 0 < first < 1000  # it let go before the loop ended
+        while (await engine.get("s")).status != pf.WorkflowStatus.FINISHED:
+            assert await engine.work_once() == 1  # and is due again at once
+        assert (await engine.get("s")).data.ticks == 1000

@@ -1,8 +1,9 @@
 """The engine's own bookkeeping per instance, stored beside the state as ``meta``.
 
 It holds what the interpreter's ``State`` does not: events waiting in the
-inbox, how often steps failed, why the instance failed, and how many invalid
-payloads each parked event rejected.
+inbox, how often steps failed, why the instance failed, how many invalid
+payloads each parked event rejected, and whether a cancel in progress
+compensates.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Bookkeeping(BaseModel):
     retries: dict[str, float] = Field(default_factory=dict)
     failure: Failure | None = None
     rejected: dict[str, int] = Field(default_factory=dict)
+    # Whether the cancel in progress (State.cancelling) compensates: a worker
+    # or a retry that carries it on does what it was asked to do.
+    compensating: bool = False
 
     @model_validator(mode="before")
     @classmethod

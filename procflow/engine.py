@@ -337,15 +337,23 @@ class Engine:
     async def retry(self, key: str) -> Instance[Any]:
         """Try a ``FAILED`` instance's failed step again, now.
 
+        An instance that failed because a compensation raised (its cancel was
+        cut short) carries its cancel on instead.
+
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
             ProcflowError: the instance has not failed.
+            StepError: a compensation raised again (the instance stays ``FAILED``).
         """
         with use_clock(self.clock):
             session = await self._load(key)
             failure = session.meta.failure
             if failure is None:
                 raise ProcflowError(f"instance {session.id!r} has not failed; there is nothing to retry")
+            if session.state.cancelling:
+                session.transition("retried", failure.step, detail="the cancel, by hand")
+                await self._cancel(session, session.state.reason, session.meta.compensating)
+                return session.instance()
             session.meta.failure = None
             session.meta.attempts.pop(failure.step, None)
             session.meta.retries.pop(failure.thread, None)
@@ -396,7 +404,7 @@ class Engine:
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
-            WorkflowFinishedError: the instance is finished or cancelled.
+            WorkflowFinishedError: the instance is finished or cancelled, or being cancelled.
             DefinitionError: no thread ``thread``, or no Step/Wait/WaitFor ``step``.
         """
         with use_clock(self.clock):
@@ -405,6 +413,11 @@ class Engine:
             if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
                 raise WorkflowFinishedError(
                     f"instance {session.id!r} is {state.status.value}; there is nothing to move"
+                )
+            if state.cancelling:
+                raise WorkflowFinishedError(
+                    f"instance {session.id!r} is being cancelled ({state.reason!r}); there is nothing "
+                    "to move: cancel it again (or retry) to finish the cancel"
                 )
             target = self._statement(session, step)
             if not isinstance(target, (Step, Wait, WaitFor)):
@@ -699,6 +712,14 @@ class Engine:
         """
         if session.meta.failure is not None:
             return session
+        if session.state.cancelling:
+            stale = session.stored_due_at is None or session.stored_due_at <= self.clock.now()
+            if abandoned or stale:  # the process of a cancel died: carry it on
+                try:
+                    await self._cancel(session, session.state.reason, session.meta.compensating)
+                except StepError as e:
+                    logger.warning("instance %r: cancel cut short again: %s", session.id, e)
+            return session
         for _ in range(_TIMERS_PER_CATCH_UP):
             due = self._next_due_timer(session)
             if due is None:
@@ -744,7 +765,9 @@ class Engine:
         stale mark passed). Returns the session as it ended.
         """
         for _ in range(self.conflict_retries * 4):
-            if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+            if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED) or (
+                session.state.cancelling  # only its cancel moves it on
+            ):
                 await session.commit_if_changed()
                 return session
             try:
@@ -870,7 +893,8 @@ class Engine:
                 await self._cancel(session, reason, compensate=True)
             except StepError as e:
                 # The sender sent a bad payload and is told so; the cancel, cut short
-                # (what it undid is saved), carries on at the next invalid payload or cancel.
+                # (what it undid is saved), left the instance FAILED until it is carried
+                # on by a cancel or a retry.
                 logger.warning("instance %r: cancel after %s cut short: %s", session.id, reason, e)
         else:
             await session.commit()
@@ -893,8 +917,13 @@ class Engine:
         return False
 
     async def _cancel(self, session: Session, reason: str, compensate: bool) -> None:
-        # A FAILED instance stays FAILED until its cancel completes: one cut short
-        # (a compensation raised) must not make it runnable again.
+        """Cancel (or carry on a cancel cut short); a compensation that raises fails the instance.
+
+        The instance is then ``FAILED`` with the compensation's step as its
+        failure, and stays so until its cancel completes (``cancel`` again,
+        or ``retry``, which carries it on as it was asked).
+        """
+        session.meta.compensating = compensate
         try:
             await cancel(
                 session.workflow,
@@ -904,14 +933,24 @@ class Engine:
                 compensate=compensate,
                 hooks=session,
             )
-        except StepError:
+        except StepError as e:
+            if session.state.cancelling:  # else nothing was undone, and nothing changed
+                before = session.meta.failure
+                again = before is not None and (before.step, before.thread) == (e.step, "")
+                session.meta.failure = Failure(
+                    step=e.step,
+                    thread="",
+                    error=f"{type(e.__cause__).__name__}: {e.__cause__}",
+                    attempts=before.attempts + 1 if again and before is not None else 1,
+                    at=self.clock.now(),
+                )
+                session.transition("failed", e.step, detail=f"its compensation raised: {e.__cause__}")
             await self._commit_quietly(session)
-            raise
-        except WorkflowFinishedError:
             raise
         session.meta.failure = None
         session.meta.retries.clear()
         session.meta.inbox.clear()
+        session.meta.compensating = False
         await session.commit_if_changed()
 
 

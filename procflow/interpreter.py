@@ -969,11 +969,15 @@ class _Run:
             )
         try:
             self.build()
+            # Saved with the first compensation or teardown: from then on, a cancel
+            # cut short leaves the workflow half undone, and resume and
+            # handle_callback refuse it until cancel is called again.
+            if state.reason != reason:
+                self.set(state, "reason", reason)
             if compensate:
                 await self.compensate()
             await self.teardown_all()
             self.set(state, "status", _CANCELLED)
-            self.set(state, "reason", reason)
             if self.hooks is not None:
                 self.hooks.transition("cancelled", detail=reason)
             self.set(state, "threads", [])
@@ -1088,6 +1092,16 @@ def _event_in(root: Stmt, paths: dict[str, Path], wait_name: str, name: str) -> 
     return wait._kids[path[-1]]
 
 
+def _not_running(state: State, consequence: str) -> WorkflowFinishedError:
+    """The workflow ended, or a cancel of it was cut short (``reason`` set, not ``CANCELLED`` yet)."""
+    if state.status in _DONE:
+        return WorkflowFinishedError(f"workflow {_instance(state)} is {state.status.value}; {consequence}")
+    return WorkflowFinishedError(
+        f"workflow {_instance(state)} is being cancelled ({state.reason!r}), but the cancel was cut "
+        f"short; {consequence}: call cancel again to finish it"
+    )
+
+
 def _undeliverable(req: CallbackRequest, state: State, stale: WaitEvent | None) -> ProcflowError:
     """Why no thread takes the event ``req`` names: a stale ``pc`` (``stale``), or none parked on it."""
     if stale is not None:
@@ -1135,7 +1149,8 @@ async def resume(
 
     Raises:
         TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
-        WorkflowFinishedError: the workflow is finished or cancelled.
+        WorkflowFinishedError: the workflow is finished or cancelled, or a
+            cancel of it was cut short (``cancel`` again finishes it).
         DefinitionError: the tree is invalid, a loop never parks, a stored
             position is missing, or more than ``max_transitions`` transitions.
         StepError: a step raised; the next ``resume`` retries it.
@@ -1146,10 +1161,8 @@ async def resume(
     """
     # The body of the call, not a method of _Run: a coroutine less per call.
     run = _Run(workflow, state, checkpoint, max_transitions, hooks)
-    if state.status in _DONE:
-        raise WorkflowFinishedError(
-            f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; it cannot be resumed"
-        )
+    if state.status in _DONE or state.reason:
+        raise _not_running(state, "it cannot be resumed")
     try:
         run.build()
         # Retry the teardowns of events whose Wait was left. teardown()
@@ -1214,7 +1227,8 @@ async def handle_callback(
     Raises:
         TypeError: ``req`` is not a ``CallbackRequest``, or ``state`` is not a
             ``State`` (validate stored JSON into one first).
-        WorkflowFinishedError: the workflow is finished or cancelled.
+        WorkflowFinishedError: the workflow is finished or cancelled, or a
+            cancel of it was cut short (``cancel`` again finishes it).
         CallbackNotFound: no thread is parked on that event.
         StaleCallback: ``req.pc`` is set and differs from the parking's pc.
         PayloadError: an ``OnEvent`` payload failed validation; the message
@@ -1230,11 +1244,8 @@ async def handle_callback(
             'build one with CallbackRequest(name="...")'
         )
     _require_state(state)
-    if state.status in _DONE:
-        raise WorkflowFinishedError(
-            f"workflow {state.workflow!r} {state.id!r} is {state.status.value}; "
-            f"event {req.name!r} cannot be delivered"
-        )
+    if state.status in _DONE or state.reason:
+        raise _not_running(state, f"event {req.name!r} cannot be delivered")
     root = _built_tree(workflow)
     paths = _indexed(root, workflow)
     thread, event, stale = None, None, None
@@ -1311,7 +1322,10 @@ async def cancel(
 
     With ``compensate=True`` the compensations of the completed steps run
     first, newest first, with a checkpoint after each, so that a cancel cut
-    short carries on where it stopped when called again.
+    short carries on where it stopped when called again. ``reason`` is saved
+    with the first of its checkpoints: from then until the cancel completes,
+    ``resume`` and ``handle_callback`` refuse the workflow, which is partly
+    undone. (Give a non-empty ``reason``: an empty one marks nothing.)
 
     Raises:
         TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).

@@ -116,6 +116,9 @@ class Session(RunHooks):
         """When a worker should next look at the instance, or ``None``."""
         if self.meta.failure is not None:
             return None
+        if self.state.cancelling:
+            # A cancel in progress (no timer may fire now): if its process dies, a worker carries it on.
+            return now + self.engine.stale_after
         due = [at for t in self.state.threads for e in t.wait_events if (at := timer_due_at(e)) is not None]
         if self.meta.retry_at is not None:
             due.append(self.meta.retry_at)

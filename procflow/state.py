@@ -127,6 +127,15 @@ class State(BaseModel):
             threads=[Thread(id=MAIN_THREAD, name=MAIN_THREAD)],
         )
 
+    @property
+    def cancelling(self) -> bool:
+        """Whether a cancel began and was cut short: ``reason`` is set, the status is not ``CANCELLED`` yet.
+
+        Such a workflow is partly undone, so ``resume`` and ``handle_callback``
+        refuse it; calling ``cancel`` again finishes the cancel.
+        """
+        return bool(self.reason) and self.status not in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+
 
 # Writing a model's four slots directly, as pydantic's model_construct() does.
 _M = TypeVar("_M", bound=BaseModel)

@@ -554,11 +554,15 @@ async def drive(wf: RandomWorkflow, state: pf.State, store: Store, choices: list
 
     Delivery ``i`` picks ``parked[choices[i] % len(parked)]``; ``i`` is
     ``wf.deliveries``, which is stored with the data, so a run continued from
-    a snapshot makes the same choices. Starts with ``resume``, so it continues
-    a stored state from wherever it was saved.
+    a snapshot makes the same choices. Starts with ``resume`` (or ``cancel``,
+    when a cancel was cut short), so it continues a stored state from wherever
+    it was saved.
     """
     done = (pf.WorkflowStatus.FINISHED, pf.WorkflowStatus.CANCELLED)
     while state.status not in done:
+        if state.reason:  # a cancel was cut short: only cancel carries on
+            await pf.cancel(wf, state, store, reason=state.reason, compensate=True)
+            return
         await pf.resume(wf, state, store)
         if state.status in done:
             return

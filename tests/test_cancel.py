@@ -286,6 +286,53 @@ async def test_cancel_again_after_a_failing_compensation_carries_on_where_it_sto
     assert wf.state.status == pf.WorkflowStatus.CANCELLED
 
 
+async def test_a_cancel_cut_short_saves_its_reason_with_the_first_compensation() -> None:
+    wf = await parked_trip()
+    wf.failing["cancel hotel"] = 1
+    recorder = CheckpointRecorder(wf.state)
+    with pytest.raises(pf.StepError):
+        await wf.cancel(recorder)
+    assert pf.State.model_validate_json(recorder.last_json).reason == "customer changed plans"
+    assert wf.state.cancelling
+
+
+async def test_a_cancel_whose_first_compensation_raises_leaves_the_workflow_running() -> None:
+    wf = await parked_trip()
+    wf.failing["unbook night 2"] = 1
+    with pytest.raises(pf.StepError):
+        await wf.cancel()
+    assert (wf.state.reason, wf.state.cancelling) == ("", False)
+    await pf.handle_callback(pf.CallbackRequest(name="confirm"), wf, wf.state, None)
+    await pf.resume(wf, wf.state, no_checkpoint)
+    assert wf.state.status == pf.WorkflowStatus.FINISHED
+
+
+async def test_resume_refuses_a_workflow_whose_cancel_was_cut_short() -> None:
+    wf = await parked_trip()
+    wf.failing["cancel hotel"] = 1
+    with pytest.raises(pf.StepError):
+        await wf.cancel()
+    with pytest.raises(pf.WorkflowFinishedError, match=r"being cancelled .* call cancel again"):
+        await pf.resume(wf, wf.state, no_checkpoint)
+
+
+async def test_handle_callback_refuses_a_workflow_whose_cancel_was_cut_short() -> None:
+    wf = await parked_trip()
+    wf.failing["cancel hotel"] = 1
+    with pytest.raises(pf.StepError):
+        await wf.cancel()
+    with pytest.raises(pf.WorkflowFinishedError, match="event 'confirm' cannot be delivered"):
+        await pf.handle_callback(pf.CallbackRequest(name="confirm"), wf, wf.state, None)
+    assert wf.handlers.of("handle") == []
+
+
+async def test_a_cancelled_workflow_is_not_cancelling() -> None:
+    wf = await parked_trip()
+    await wf.cancel()
+    assert wf.state.reason == "customer changed plans"
+    assert not wf.state.cancelling
+
+
 async def test_a_failing_checkpoint_stops_cancel_and_leaves_the_state_at_the_last_good_one() -> None:
     wf = await parked_trip()
     recorder = CheckpointRecorder(wf.state, fail_at=2)  # after the hotel's compensation

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import procflow, seed
+from cli_helpers import ok, procflow, seed
 
 import procflow as pf
 
@@ -259,6 +259,44 @@ def test_a_retry_whose_step_fails_again_exits_1_saying_so(tmp_path: Path, failed
     result = procflow(tmp_path, "--db", failed, "--app", "failing:engine", "retry", "c-1")
     assert result.returncode == 1
     assert result.stdout.startswith("c-1: FAILED (step 'charge' failed after ")
+
+
+CANCEL_FAILING = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Trip:
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("flight", lambda: None, compensate=self.cancel_flight),
+            pf.Step("hotel", lambda: None, compensate=lambda: None),
+            pf.Wait("confirmation", pf.OnEvent("confirm", lambda: None)),
+        )
+
+    def cancel_flight(self) -> None:
+        raise ConnectionError("airline down")
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Trip])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Trip]) as e:
+        await e.start(Trip(), id="t-1")
+        try:
+            await e.cancel("t-1", reason="plans changed", compensate=True)
+        except pf.StepError:
+            pass
+"""
+
+
+def test_show_of_an_instance_whose_cancel_was_cut_short_says_how_to_finish_it(tmp_path: Path) -> None:
+    (tmp_path / "trips.py").write_text(CANCEL_FAILING)
+    url = f"sqlite:///{tmp_path / 'trips.db'}"
+    seed(tmp_path, "trips", url)
+    out = ok(tmp_path, "--db", url, "--app", "trips:engine", "show", "t-1")
+    assert "FAILED" in out.splitlines()[0]
+    assert "reason          plans changed (cancel cut short: cancel or retry finishes it)" in out
+    assert "the compensation of step 'flight' failed: ConnectionError: airline down" in out
 
 
 def run_worker_until_finished(tmp_path: Path, *options: str) -> str:

@@ -496,12 +496,46 @@ async def test_the_nth_invalid_payload_is_a_payload_error_even_when_its_cancel_i
         with pytest.raises(pf.PayloadError):
             await engine.send("s", "pay", "{not json")
     inst = await engine.get("s")
-    assert inst.status == pf.WorkflowStatus.WAITING  # "hold" was undone, "reserve" was not
-    assert inst.data.log == ["reserve", "hold", "unhold"]
-    with pytest.raises(pf.PayloadError):  # the next invalid payload carries the cancel on
-        await engine.send("s", "pay", "{not json")
+    assert inst.data.log == ["reserve", "hold", "unhold"]  # "hold" was undone, "reserve" was not
+
+
+async def test_an_instance_whose_automatic_cancel_was_cut_short_fails_on_the_compensation(
+    engine: Engine,
+) -> None:
+    await engine.start(Strict(), id="s")
+    RELEASE_FAILURES[0] = 1
+    for _ in range(3):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", "{not json")
     inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.state.cancelling
+    assert inst.meta.failure is not None
+    assert (inst.meta.failure.step, inst.meta.failure.thread) == ("reserve", "")
+    assert "the stock service is down" in inst.meta.failure.error
+
+
+async def test_an_instance_whose_cancel_was_cut_short_refuses_even_a_valid_payload(engine: Engine) -> None:
+    await engine.start(Strict(), id="s")
+    RELEASE_FAILURES[0] = 1
+    for _ in range(3):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", "{not json")
+    with pytest.raises(pf.WorkflowFinishedError, match="being cancelled"):
+        await engine.send("s", "pay", {"cents": 300})
+    inst = await engine.get("s")
+    assert inst.data.log == ["reserve", "hold", "unhold"]  # not paid, not shipped
+
+
+async def test_retry_carries_a_cancel_cut_short_on(engine: Engine) -> None:
+    await engine.start(Strict(), id="s")
+    RELEASE_FAILURES[0] = 1
+    for _ in range(3):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("s", "pay", "{not json")
+    inst = await engine.retry("s")
     assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.meta.failure is None
     assert inst.data.log == ["reserve", "hold", "unhold", "release"]
 
 

@@ -118,13 +118,49 @@ class Trip:
         raise CardDeclined("card declined")
 
 
-WORKFLOWS = [Payment, NoPolicy, Trip]
+# How many more times Booking's flight cancellation dies with its process, by workflow id.
+FLIGHT_CANCEL_CRASHES: Counter[str] = Counter()
+
+
+class ProcessDied(BaseException):
+    """Stands for the death of the process: no ``except Exception`` catches it."""
+
+
+@dataclass
+class Booking:
+    """Book a flight and a hotel (both undoable), then wait for a confirmation, or time out in an hour."""
+
+    id: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("flight", lambda: self.log.append("flight"), compensate=self.cancel_flight),
+            pf.Step(
+                "hotel", lambda: self.log.append("hotel"), compensate=lambda: self.log.append("no hotel")
+            ),
+            pf.Wait(
+                "confirmation",
+                pf.OnEvent("confirm", lambda: self.log.append("confirmed")),
+                pf.On("timeout", Timer(after=3600), pf.Step("expire", lambda: self.log.append("expired"))),
+            ),
+        )
+
+    def cancel_flight(self) -> None:
+        if FLIGHT_CANCEL_CRASHES[self.id] > 0:
+            FLIGHT_CANCEL_CRASHES[self.id] -= 1
+            raise ProcessDied
+        self.log.append("no flight")
+
+
+WORKFLOWS = [Payment, NoPolicy, Trip, Booking]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_tries() -> None:
     TRIES.clear()
     CANCEL_FLIGHT_FAILURES.clear()
+    FLIGHT_CANCEL_CRASHES.clear()
 
 
 @pytest.fixture
@@ -346,7 +382,8 @@ async def test_a_cancel_of_a_failed_instance_cut_short_leaves_it_failed(
         await engine.cancel("t", reason="trip dropped", compensate=True)
     inst = await engine.get("t")
     assert inst.status == pf.WorkflowStatus.FAILED
-    assert inst.failure is not None and inst.failure.step == "pay"
+    # Failed now on the compensation that raised: the payment will never be retried.
+    assert inst.failure is not None and (inst.failure.step, inst.failure.thread) == ("flight", "")
     assert await engine.recover() == []
     clock.advance(3600)
     assert await engine.work_once() == 0
@@ -364,6 +401,73 @@ async def test_a_cancel_of_a_failed_instance_cut_short_carries_on_when_called_ag
     assert inst.status == pf.WorkflowStatus.CANCELLED
     assert inst.failure is None
     assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+
+
+async def test_retry_carries_on_the_cancel_of_an_instance_whose_compensation_failed(
+    engine: Engine,
+) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    inst = await engine.retry("t")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+    assert TRIES["t"] == 1  # the failed payment did not run again
+
+
+async def test_a_retried_cancel_whose_compensation_raises_again_counts_the_attempt(engine: Engine) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 2
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    with pytest.raises(pf.StepError):
+        await engine.retry("t")
+    inst = await engine.get("t")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None and (inst.failure.step, inst.failure.attempts) == ("flight", 2)
+
+
+async def _booking_whose_cancel_died(engine: Engine) -> None:
+    await engine.start(Booking(id="b"), id="b")
+    FLIGHT_CANCEL_CRASHES["b"] = 1
+    with pytest.raises(ProcessDied):  # after the hotel's compensation was saved
+        await engine.cancel("b", reason="plans changed", compensate=True)
+
+
+async def test_a_cancel_whose_process_died_is_carried_on_by_a_worker_once_stale(
+    engine: Engine, clock: TestClock
+) -> None:
+    await _booking_whose_cancel_died(engine)
+    assert (await engine.get("b")).state.cancelling
+    clock.advance(engine.stale_after + 1)
+    assert await engine.work_once() == 1
+    inst = await engine.get("b")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+
+
+async def test_an_instance_being_cancelled_refuses_events(engine: Engine) -> None:
+    await _booking_whose_cancel_died(engine)
+    with pytest.raises(pf.WorkflowFinishedError, match="being cancelled"):
+        await engine.send("b", "confirm", None)
+    assert (await engine.get("b")).data.log == ["flight", "hotel", "no hotel"]
+
+
+async def test_an_overdue_timer_of_an_instance_being_cancelled_does_not_fire(
+    engine: Engine, clock: TestClock
+) -> None:
+    await _booking_whose_cancel_died(engine)
+    clock.advance(3600)
+    inst = await engine.resume("b")  # the cancel is stale by now: carried on instead
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+
+
+async def test_goto_refuses_an_instance_being_cancelled(engine: Engine) -> None:
+    await _booking_whose_cancel_died(engine)
+    with pytest.raises(pf.WorkflowFinishedError, match="being cancelled"):
+        await engine.goto("b", thread=pf.MAIN_THREAD, step="hotel", who="ops", why="test")
 
 
 async def test_an_instance_waiting_for_its_backoff_can_be_cancelled(engine: Engine, clock: TestClock) -> None:

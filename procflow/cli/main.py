@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help="why (stored with the instance)")
     p.add_argument("--compensate", action="store_true", help="undo completed steps first")
 
-    p = command("retry", "run the failed step of a FAILED instance again")
+    p = command("retry", "run the failed step of a FAILED instance again, or carry on its cancel cut short")
     p.add_argument("id", help="instance id or correlation id")
 
     p = command("worker", "deliver due timers and retries until stopped (SIGTERM, Ctrl-C)")
@@ -363,7 +363,9 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print(f"  updated         {_when(inst.updated_at)}")
     print(f"  parked at       {'; '.join(str(p) for p in inst.parked) or '-'}")
     print(f"  accepts         {', '.join(inst.accepts) or '-'}")
-    if inst.state.reason:
+    if inst.state.cancelling:
+        print(f"  reason          {inst.state.reason} (cancel cut short: cancel or retry finishes it)")
+    elif inst.state.reason:
         print(f"  reason          {inst.state.reason}")
     note = _retry_note(inst)
     if note:
@@ -382,6 +384,8 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
 def _retry_note(inst: Instance[Any]) -> str:
     """What the retries of a failing step came to: failed for good, or when the next attempt is due."""
     failure = inst.failure
+    if failure is not None and inst.state.cancelling:
+        return f"the compensation of step {failure.step!r} failed: {failure.error}"
     if failure is not None:
         return f"step {failure.step!r} failed after {failure.attempts} attempt(s): {failure.error}"
     if inst.meta.retry_at is not None:

@@ -55,6 +55,7 @@ from .errors import (
     WorkflowFinishedError,
 )
 from .handlers import FunctionHandler
+from .idempotency import kept_reply, reply_to_keep, request_digest
 from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
@@ -277,8 +278,9 @@ class Engine:
         (``OnEvent(..., buffer=...)``, off unless set): an event nobody waits
         for is usually a mistake or a duplicate, and refusing it says so.
 
-        ``idempotency_key``: a repeat with the same key returns the first
-        reply (as JSON values) and runs nothing again.
+        ``idempotency_key``: a repeat with the same key (and the same event,
+        thread id, pc and payload) returns the first reply (as JSON values)
+        and runs nothing again.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
@@ -288,10 +290,13 @@ class Engine:
                 them, the instance is also cancelled with compensation).
             StaleCallback, HandlerError, WorkflowFinishedError: as
                 ``handle_callback`` raises them; nothing is saved.
+            IdempotencyKeyReused: ``idempotency_key`` was first sent with
+                another event or payload; nothing runs.
             ConflictError: the instance kept changing under us after
                 ``conflict_retries`` attempts.
         """
         req = CallbackRequest(name=event, thread_id=thread_id, pc=pc)
+        digest = "" if idempotency_key is None else request_digest(event, thread_id, pc, payload)
         with use_clock(self.clock):
             for _ in range(self.conflict_retries):
                 session = await self._load(key)
@@ -299,7 +304,7 @@ class Engine:
                     # Checked on every attempt: a racing repeat may have won meanwhile.
                     kept = await self.store.reply(session.id, idempotency_key)
                     if kept is not None:
-                        return _ANY.validate_json(kept)
+                        return _ANY.validate_json(kept_reply(kept, digest, idempotency_key))
                 try:
                     session = await self._catch_up(session)
                     reply = await self._deliver(session, req, payload, buffer)
@@ -307,7 +312,8 @@ class Engine:
                     continue
                 buffered = reply is _BUFFERED
                 if idempotency_key is not None:
-                    session.reply = (idempotency_key, "null" if buffered else _ANY.dump_json(reply).decode())
+                    reply_json = "null" if buffered else _ANY.dump_json(reply).decode()
+                    session.reply = (idempotency_key, reply_to_keep(digest, reply_json))
                 try:
                     await session.commit()
                 except ConflictError:

@@ -17,6 +17,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateInstanceError",
     "HandlerError",
+    "IdempotencyKeyReused",
     "InstanceNotFound",
     "PayloadError",
     "ProcflowError",
@@ -123,6 +124,14 @@ class HandlerError(ProcflowError):
 
 class WorkflowFinishedError(ProcflowError):
     """The workflow is finished or cancelled, so it cannot be resumed or called back."""
+
+
+class IdempotencyKeyReused(ProcflowError):
+    """An idempotency key came again with another event or payload.
+
+    A key names one request: its kept reply answers repeats of that request
+    only. Give each new request a key of its own.
+    """
 
 
 class InstanceNotFound(ProcflowError):

@@ -369,6 +369,33 @@ async def test_different_idempotency_keys_are_delivered_separately(engine: Engin
         await engine.send("t", "pay", 5, idempotency_key="k3")
 
 
+async def test_an_idempotency_key_sent_again_with_another_payload_is_refused_and_runs_nothing(
+    engine: Engine,
+) -> None:
+    await engine.start(Till(), id="t")
+    await engine.send("t", "pay", 100, idempotency_key="charge-1")
+    version = (await engine.store.get("t")).version
+    with pytest.raises(pf.IdempotencyKeyReused, match="'charge-1' was first sent with another"):
+        await engine.send("t", "pay", 250, idempotency_key="charge-1")
+    assert CALLS == ["pay:100"]
+    assert (await engine.store.get("t")).version == version
+
+
+async def test_an_idempotency_key_sent_again_for_another_thread_is_refused(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    await engine.send("t", "pay", 100, idempotency_key="charge-1")
+    with pytest.raises(pf.IdempotencyKeyReused):
+        await engine.send("t", "pay", 100, thread_id=pf.MAIN_THREAD, idempotency_key="charge-1")
+
+
+async def test_a_reply_kept_before_requests_were_recorded_still_answers_its_key(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    record = await engine.store.get("t")
+    await engine.store.update(record, reply=("old-key", '{"receipt":1,"cents":100}'))
+    assert await engine.send("t", "pay", 999, idempotency_key="old-key") == {"receipt": 1, "cents": 100}
+    assert CALLS == []
+
+
 async def test_an_idempotency_key_belongs_to_one_instance(engine: Engine) -> None:
     await engine.start(Till(), id="a")
     await engine.start(Till(), id="b")

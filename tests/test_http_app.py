@@ -323,6 +323,14 @@ async def test_a_send_repeated_with_its_idempotency_key_gets_the_first_reply_and
     assert (await env.engine.get("o-1")).version == version
 
 
+async def test_an_idempotency_key_reused_with_another_body_is_422(env: Env) -> None:
+    await start_order(env, "o-1")
+    url, key = "/workflows/Order/instances/o-1/events/approve", {"Idempotency-Key": "webhook-81"}
+    await env.client.post(url, json={"approver": "ann"}, headers=key)
+    r = await env.client.post(url, json={"approver": "bob"}, headers=key)
+    assert_problem(r, 422, "IdempotencyKeyReused")
+
+
 async def test_an_empty_idempotency_key_is_400(env: Env) -> None:
     await start_order(env, "o-1")
     r = await env.client.post(

@@ -107,8 +107,10 @@ class Store(Protocol):
 
         ``record.version`` is the version that was loaded; the write happens
         only if the stored row still has it, and stores ``version + 1``.
-        ``reply`` is an idempotency key and the reply (JSON text) to keep for
-        it, written in the same commit. Returns the record as stored.
+        ``reply`` is an idempotency key and the text to keep for it (the
+        reply and the request it answered, see ``procflow.idempotency``;
+        opaque to the store), written in the same commit. Returns the record
+        as stored.
 
         Raises:
             ConflictError: the stored version differs (someone else saved).

@@ -95,8 +95,8 @@ class MemoryStore:
 
         Stores ``version + 1``; every field is replaced (``None`` clears the
         correlation id and ``due_at``) except ``created_at``. ``reply`` is
-        ``(idempotency key, reply JSON)``; if the key already has a reply,
-        the first one stays.
+        ``(idempotency key, kept reply text)`` (see ``procflow.idempotency``);
+        if the key already has a reply, the first one stays.
 
         Raises:
             ConflictError: the stored version differs (someone else saved first).

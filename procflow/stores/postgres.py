@@ -229,8 +229,9 @@ class PostgresStore:
         Writes only if the stored version is still ``record.version``, and
         stores ``version + 1``. Every column is replaced, the correlation id
         and ``due_at`` too (``None`` clears them); ``created_at`` is kept.
-        ``reply`` is ``(idempotency key, reply JSON)``, kept in the same
-        commit; if the key already has a reply, the first one stays.
+        ``reply`` is ``(idempotency key, kept reply text)`` (see
+        ``procflow.idempotency``), kept in the same commit; if the key
+        already has a reply, the first one stays.
 
         Raises:
             ConflictError: the stored version differs (someone else saved first).

@@ -1,0 +1,64 @@
+"""The replies the engine keeps for idempotency keys, and the request each one answered.
+
+A send with an ``idempotency_key`` keeps its reply under that key, so that a
+repeat runs nothing and gets the same reply. A key names one request: the
+kept text starts with a digest of the request (event, thread id, pc and
+payload), and a send that reuses the key for another request is refused
+rather than answered with a reply that was never its own.
+
+Stored text is ``"<64 hex digits>\\n<reply JSON>"``. Replies kept before
+requests were recorded are the reply JSON alone (compact JSON never holds a
+raw newline), and are returned to any repeat, as they were then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
+
+from .errors import IdempotencyKeyReused
+
+__all__ = ["kept_reply", "reply_to_keep", "request_digest"]
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+_DIGEST_LENGTH = 64
+
+
+def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
+    """A SHA-256 digest of a send's request, for telling a repeat from another request.
+
+    The payload is taken as JSON (``repr`` for a value that has none), so a
+    repeat must send it in the same form: a dict and its JSON text differ.
+    """
+    try:
+        body = _ANY.dump_json(payload).decode()
+    except PydanticSerializationError:
+        body = repr(payload)
+    request = json.dumps([event, thread_id, pc, body])
+    return hashlib.sha256(request.encode()).hexdigest()
+
+
+def reply_to_keep(digest: str, reply_json: str) -> str:
+    """The text to store for a reply to the request of ``digest``."""
+    return f"{digest}\n{reply_json}"
+
+
+def kept_reply(kept: str, digest: str, key: str) -> str:
+    """The reply JSON of stored text ``kept``, for a repeat whose request has ``digest``.
+
+    Raises:
+        IdempotencyKeyReused: ``kept`` answered another request.
+    """
+    head, newline, reply_json = kept.partition("\n")
+    if not newline or len(head) != _DIGEST_LENGTH:
+        return kept  # kept before requests were recorded
+    if head != digest:
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} was first sent with another event or payload; a key names one "
+            "request, and its reply is kept for that request only: send a new request with a new key"
+        )
+    return reply_json

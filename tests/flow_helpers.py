@@ -79,11 +79,17 @@ class Flow:
         return [(t.id, t.name, t.status, t.cur_step) for t in self.state.threads]
 
 
-async def run(wf: Any, state: pf.State | None = None, *, max_transitions: int = 10_000) -> Checkpoints:
+async def run(
+    wf: Any,
+    state: pf.State | None = None,
+    *,
+    max_transitions: int = 10_000,
+    hooks: pf.RunHooks | None = None,
+) -> Checkpoints:
     """``resume`` ``wf`` (on ``wf.state`` by default) and return the checkpoints it took."""
     state = wf.state if state is None else state
     checkpoints = Checkpoints(state)
-    await pf.resume(wf, state, checkpoints, max_transitions=max_transitions)
+    await pf.resume(wf, state, checkpoints, max_transitions=max_transitions, hooks=hooks)
     return checkpoints
 
 

@@ -244,6 +244,15 @@ async def test_each_compensation_checkpoint_drops_its_step_from_completed() -> N
     ]
 
 
+async def test_each_compensation_counts_one_transition_on_the_state() -> None:
+    wf = await parked_trip()
+    pc = wf.state.pc
+    recorder = CheckpointRecorder(wf.state)
+    await wf.cancel(recorder)
+    compensations = [s.pc for k, s in zip(recorder.kinds, recorder.states, strict=True) if k == "AFTER_STEP"]
+    assert compensations == [pc + 1, pc + 2, pc + 3, pc + 4]
+
+
 async def test_a_failing_compensation_raises_step_error_naming_its_step() -> None:
     wf = await parked_trip()
     wf.failing["cancel hotel"] = 1

@@ -114,6 +114,17 @@ async def test_a_completed_step_is_checkpointed_after_step_with_its_thread_past_
     assert thread(recorder.states[0]).cur_step == "arrive"
 
 
+async def test_a_checkpoint_taken_while_a_thread_runs_shows_it_executing() -> None:
+    wf = AllKinds()
+    recorder = CheckpointRecorder(wf.state)
+    await wf.resume(recorder)
+    after_prepare = recorder.states[0]
+    assert (thread(after_prepare).cur_step, thread(after_prepare).status) == (
+        "prepare",
+        pf.ThreadStatus.EXECUTING,
+    )
+
+
 async def test_a_condition_that_became_true_is_checkpointed_after_condition() -> None:
     wf = AllKinds()
     recorder = CheckpointRecorder(wf.state)

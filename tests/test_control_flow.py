@@ -578,6 +578,19 @@ async def test_a_later_iteration_that_does_not_park_is_a_definition_error() -> N
     assert wf.log == ["tick 1", "tick 2"]
 
 
+async def test_an_outer_loop_whose_iteration_only_breaks_out_of_an_inner_one_is_the_one_named() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        inner = pf.For("inner", True, pf.If(lambda: f.n % 2 == 1, "odd?", pf.Break()), f.count("tick"))
+        return pf.S(pf.For("outer", lambda: f.n < 4, inner))
+
+    wf = Flow(tree)
+
+    with pytest.raises(pf.DefinitionError, match="For 'outer'"):
+        await run(wf)
+
+    assert wf.log == ["tick 1"]
+
+
 async def test_a_loop_with_an_empty_body_and_a_true_condition_is_a_definition_error() -> None:
     wf = Flow(lambda f: pf.S(f.step("a"), pf.For("empty", lambda: True)))
 
@@ -602,6 +615,25 @@ async def test_a_resume_with_more_than_max_transitions_is_a_definition_error() -
     assert repr(pf.MAIN_THREAD) in str(error.value)
     assert checkpoints.kinds  # it got going before it was stopped
     assert wf.state.model_dump() == checkpoints.last
+
+
+async def test_a_resume_of_exactly_max_transitions_transitions_succeeds() -> None:
+    wf = Flow(lambda f: pf.S(pf.WaitFor("gate", lambda: f.flag)))  # starting the thread: its one transition
+    await run(wf, max_transitions=1)
+    assert wf.state.status == pf.WorkflowStatus.WAITING
+
+
+async def test_a_loop_of_waitfor_handlers_alone_is_stopped_by_max_transitions() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        def tick() -> None:
+            f.n += 1
+
+        return pf.S(pf.For("spin", lambda: f.n < 50, pf.WaitFor("tick", True, handler=tick)))
+
+    wf = Flow(tree)
+    with pytest.raises(pf.DefinitionError, match="more than 10 transitions"):
+        await run(wf, max_transitions=10)
+    assert wf.n < 50
 
 
 async def test_max_transitions_counts_per_resume() -> None:

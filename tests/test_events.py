@@ -183,6 +183,29 @@ async def test_a_setup_that_keeps_failing_raises_setup_error_on_every_resume() -
     assert event(wf.state, "deny").status == pf.WaitEventStatus.SETUP_ERROR
 
 
+async def test_setup_error_chains_the_first_failed_setup_as_its_cause() -> None:
+    wf = TwoWaits()
+    wf.handlers.fail_next("setup", "approve")
+    wf.handlers.fail_next("setup", "deny")
+    with pytest.raises(pf.SetupError) as error:
+        await wf.resume()
+    assert len(error.value.failures) == 2
+    assert str(error.value.__cause__) == "setup of 'approve' failed"
+
+
+async def test_delivering_an_event_drops_the_events_of_its_wait_whose_setup_failed() -> None:
+    wf = TwoWaits()
+    wf.handlers.fail_next("setup", "deny")
+    with pytest.raises(pf.SetupError):
+        await wf.resume()
+    await wf.send("approve")
+    assert [(e.req.name, e.status, e.handled) for e in thread(wf.state).wait_events] == [
+        ("approve", pf.WaitEventStatus.PENDING_TEARDOWN, True)
+    ]
+    await wf.resume()
+    assert wf.handlers.teardowns() == [("approve", True)]  # "deny" was never set up
+
+
 # -- Handler: handle ---------------------------------------------------------------
 
 
@@ -224,6 +247,27 @@ async def test_a_callback_makes_the_thread_ready_to_run_the_events_statements(
         "approve",
     )
     assert parked.log == ["before"]
+
+
+@dataclass
+class NestedWaits:
+    """Wait ``outer``, whose event ``go`` parks the thread again on Wait ``inner``."""
+
+    handlers: HandlerLog = field(default_factory=HandlerLog)
+    state: pf.State = field(default_factory=lambda: pf.State.new("nested-1", "nested waits"))
+
+    def definition(self) -> pf.Stmt:
+        inner = pf.Wait("inner", pf.On("done", RecordingHandler(self.handlers)))
+        return pf.S(pf.Wait("outer", pf.On("go", RecordingHandler(self.handlers), inner)))
+
+
+async def test_a_thread_parked_on_a_wait_inside_an_event_keeps_no_cur_callback() -> None:
+    wf = NestedWaits()
+    await pf.resume(wf, wf.state, no_checkpoint)
+    await pf.handle_callback(pf.CallbackRequest(name="go"), wf, wf.state, None)
+    await pf.resume(wf, wf.state, no_checkpoint)
+    main = thread(wf.state)
+    assert (main.status, main.cur_step, main.cur_callback) == (pf.ThreadStatus.WAITING_EVENT, "inner", "")
 
 
 async def test_a_callback_marks_every_event_of_the_wait_for_teardown(

@@ -349,6 +349,24 @@ async def test_handle_callback_validates_before_running_the_handler() -> None:
     assert new.state.model_dump() == before
 
 
+@pytest.mark.anyio
+async def test_a_duplicate_name_in_a_section_that_was_empty_is_a_definition_error() -> None:
+    class Grows(Flow):  # a class of its own: the interpreter remembers tree shapes per class
+        pass
+
+    def tree(f: Flow) -> pf.Stmt:
+        later = pf.S(f.step("a")) if f.flag else pf.S()
+        return pf.S(f.step("a"), pf.WaitFor("gate", lambda: f.flag), later)
+
+    wf = Grows(tree)
+    await run(wf)
+    wf.flag = True
+
+    with pytest.raises(pf.DefinitionError, match="duplicate name 'a'"):
+        await run(wf)
+    assert wf.log == ["a"]
+
+
 # -- walk ------------------------------------------------------------------------
 
 

@@ -349,6 +349,35 @@ async def test_the_same_definition_and_data_give_the_same_run() -> None:
     assert first.state.model_dump() == second.state.model_dump()
 
 
+class Hold(pf.RunHooks):
+    """Run hooks that hold one thread back, as the engine holds a step waiting for its retry."""
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+
+    def may_run(self, thread: str) -> bool:
+        return thread != self.held
+
+
+@pytest.mark.anyio
+async def test_a_run_continued_from_a_checkpoint_runs_the_executing_thread_before_a_held_one() -> None:
+    wf = Flow(
+        lambda f: pf.S(
+            pf.Go("w1", f.step("w1 step")),
+            pf.Go("w2", pf.S(f.step("s1"), f.step("s2"))),
+            pf.WaitFor("end", False),
+        )
+    )
+    checkpoints = await run(wf, hooks=Hold("w1"))
+    after_s1 = pf.State.model_validate(checkpoints.snapshots[0])
+    assert wf.log == ["s1", "s2"]
+
+    wf.log.clear()  # a crash right after s1's checkpoint; w1 is no longer held
+    await run(wf, after_s1)
+
+    assert wf.log == ["s2", "w1 step"]
+
+
 # -- threads ending --------------------------------------------------------------
 
 
@@ -521,6 +550,28 @@ async def test_a_condition_made_true_by_a_waitfor_handler_wakes_its_thread_in_th
 
     assert wf.log == ["after"]
     assert wf.state.status == pf.WorkflowStatus.FINISHED
+
+
+@pytest.mark.anyio
+async def test_a_waitfor_handler_wakes_an_earlier_thread_whose_condition_it_made_true() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        def open_a() -> None:
+            f.n = 1
+
+        return pf.S(
+            pf.Go("t1", pf.S(pf.WaitFor("a", lambda: f.n > 0), f.step("t1 after"))),
+            pf.Go("t2", pf.WaitFor("b", lambda: f.flag, handler=open_a)),
+            pf.WaitFor("end", False),
+        )
+
+    wf = Flow(tree)
+    await run(wf)
+    wf.flag = True
+
+    await run(wf)  # b's handler makes a true, and t1 is checked before t2
+
+    assert wf.log == ["t1 after"]
+    assert [t.id for t in wf.state.threads] == [pf.MAIN_THREAD]
 
 
 # -- WaitGroup -------------------------------------------------------------------

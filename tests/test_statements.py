@@ -431,6 +431,18 @@ def test_walk_visits_a_single_statement() -> None:
 # -- a new version of a definition -----------------------------------------------
 
 
+@pytest.mark.anyio
+async def test_a_step_that_changes_the_tree_in_front_of_itself_is_found_by_name_in_the_same_resume() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        inserted = [f.step("inserted")] if "a" in f.log else []
+        return pf.S(*inserted, f.step("a"), f.step("b"))
+
+    wf = Flow(tree)
+    await run(wf)
+
+    assert wf.log == ["a", "b"]
+
+
 @dataclass
 class Gated:
     """Version 1: ``before``, park at the WaitFor ``gate``, then ``after``."""

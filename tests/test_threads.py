@@ -574,6 +574,54 @@ async def test_a_waitfor_handler_wakes_an_earlier_thread_whose_condition_it_made
     assert [t.id for t in wf.state.threads] == [pf.MAIN_THREAD]
 
 
+@pytest.mark.anyio
+async def test_a_thread_woken_by_its_condition_moves_to_the_end_of_state_threads() -> None:
+    wf = Flow(
+        lambda f: pf.S(
+            pf.Go("t1", pf.S(pf.WaitFor("gate", lambda: f.flag), pf.WaitFor("end 1", False))),
+            pf.Go("t2", pf.S(f.step("open", then=f.set_flag), pf.WaitFor("end 2", False))),
+            pf.WaitFor("end", False),
+        )
+    )
+    await run(wf)
+    assert [t.id for t in wf.state.threads] == [pf.MAIN_THREAD, "t2", "t1"]
+
+
+@pytest.mark.anyio
+async def test_a_thread_that_parks_on_a_waitfor_inside_an_event_goes_on_after_it_once_woken() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        helper = pf.Go("helper", f.step("helped"))
+        gate = pf.WaitFor("gate", lambda: f.flag)
+        return pf.S(pf.Wait("w", pf.On("go", RecordingHandler([]), helper, gate)), f.step("after"))
+
+    wf = Flow(tree)
+    await run(wf)
+    await deliver(wf, "go")
+    wf.flag = True
+
+    await run(wf)
+
+    assert wf.log == ["helped", "after"]
+
+
+@pytest.mark.anyio
+async def test_a_run_continued_from_a_waitfor_handlers_checkpoint_inside_an_event_goes_on_after_it() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        gate = pf.WaitFor("gate", True, handler=lambda: f.log.append("handler"))
+        return pf.S(pf.Wait("w", pf.On("go", RecordingHandler([]), gate)), f.step("after"))
+
+    wf = Flow(tree)
+    await run(wf)
+    await pf.handle_callback(pf.CallbackRequest(name="go"), wf, wf.state, None)
+    checkpoints = await run(wf)
+    after_handler = pf.State.model_validate(checkpoints.snapshots[checkpoints.kinds.index("AFTER_CONDITION")])
+    wf.log.clear()
+
+    await run(wf, after_handler)
+
+    assert wf.log == ["after"]
+
+
 # -- WaitGroup -------------------------------------------------------------------
 
 

@@ -836,6 +836,22 @@ class Engine:
         )
         session.transition("failed", name, error.thread_id, f"after {attempts} attempt(s): {cause}")
 
+    def _compensation_failed(self, session: Session, error: StepError) -> None:
+        """Fail the instance on the compensation that cut its cancel short (no thread: ``""``)."""
+        before = session.meta.failure
+        attempts = 1
+        if before is not None and (before.step, before.thread) == (error.step, ""):
+            attempts = before.attempts + 1
+        cause = error.__cause__
+        session.meta.failure = Failure(
+            step=error.step,
+            thread="",
+            error=f"{type(cause).__name__}: {cause}",
+            attempts=attempts,
+            at=self.clock.now(),
+        )
+        session.transition("failed", error.step, detail=f"its compensation raised: {cause}")
+
     def _statement(self, session: Session, name: str) -> Stmt | None:
         """The statement named ``name`` in the instance's current definition."""
         root = session.workflow.definition()
@@ -941,16 +957,7 @@ class Engine:
             )
         except StepError as e:
             if session.state.cancelling:  # else nothing was undone, and nothing changed
-                before = session.meta.failure
-                again = before is not None and (before.step, before.thread) == (e.step, "")
-                session.meta.failure = Failure(
-                    step=e.step,
-                    thread="",
-                    error=f"{type(e.__cause__).__name__}: {e.__cause__}",
-                    attempts=before.attempts + 1 if again and before is not None else 1,
-                    at=self.clock.now(),
-                )
-                session.transition("failed", e.step, detail=f"its compensation raised: {e.__cause__}")
+                self._compensation_failed(session, e)
             await self._commit_quietly(session)
             raise
         session.meta.failure = None

@@ -765,10 +765,10 @@ class Engine:
     async def _run(self, session: Session) -> Session:
         """Resume until parked, deliver what the inbox holds for new Waits, commit.
 
-        A failing step is retried later by its policy or fails the instance.
-        On a conflict someone else saved the instance: it is reloaded, and
-        resumed again only if it is runnable and nobody is running it (its
-        stale mark passed). Returns the session as it ended.
+        A failing step is retried later by its policy or fails the instance
+        (see ``_resume``). On a conflict someone else saved the instance: it
+        is reloaded, and resumed again only if it is runnable and nobody is
+        running it (its stale mark passed). Returns the session as it ended.
         """
         for _ in range(self.conflict_retries * 4):
             if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED) or (
@@ -779,13 +779,9 @@ class Engine:
             try:
                 setup_failed = False
                 try:
-                    await resume(
-                        session.workflow,
-                        session.state,
-                        session.checkpoint,
-                        max_transitions=self.max_transitions,
-                        hooks=session,
-                    )
+                    if await self._resume(session):
+                        await self._commit_quietly(session)
+                        return session
                 except SetupError as e:
                     # The failed setups are retried later; the threads are parked, and an
                     # event of theirs that set up may be waiting in the inbox: deliver it now.
@@ -803,11 +799,35 @@ class Engine:
                 in_flight = session.stored_due_at is not None and session.stored_due_at > self.clock.now()
                 if session.state.status != WorkflowStatus.RESUMING or in_flight:
                     return session
+        raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
+
+    async def _resume(self, session: Session) -> bool:
+        """``resume``; whether a failing step stopped it.
+
+        The failure is counted (``_step_failed``). While a failed step waits
+        for its retry, ``Session.may_run`` holds its thread, so the instance
+        is resumed again at once and its other threads run on meanwhile. A
+        step that failed for good (the instance is ``FAILED``) or whose retry
+        is already due stops the run; a worker takes it from there.
+
+        Raises:
+            SetupError: as ``resume`` raises it.
+        """
+        while True:
+            try:
+                await resume(
+                    session.workflow,
+                    session.state,
+                    session.checkpoint,
+                    max_transitions=self.max_transitions,
+                    hooks=session,
+                )
+                return False
             except StepError as e:
                 self._step_failed(session, e)
-                await self._commit_quietly(session)
-                return session
-        raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
+                retry_at = session.meta.retries.get(e.thread_id)
+                if session.meta.failure is not None or retry_at is None or retry_at <= self.clock.now():
+                    return True
 
     async def _commit_quietly(self, session: Session) -> None:
         # On a conflict someone else saved; what failed shows again when they resume.

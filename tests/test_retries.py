@@ -672,6 +672,51 @@ async def test_each_thread_waits_for_its_own_backoff(tmp_path: Path, clock: Test
         assert TRIES["t slow"] == 2
 
 
+@dataclass
+class Fanout:
+    """Two threads: "flaky" fails (retried after ``backoff`` s), "steady" logs; main waits for both."""
+
+    id: str = ""
+    backoff: float = 60
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        retry = Retry(max_attempts=3, backoff=Backoff(initial=self.backoff, jitter=0))
+        return pf.S(
+            pf.Go("flaky", pf.Step("charge", self.charge, retry=retry)),
+            pf.Go("steady", pf.Step("note", lambda: self.log.append("note"))),
+            pf.WaitFor("both", lambda: "note" in self.log and TRIES[self.id] > 1),
+        )
+
+    def charge(self) -> None:
+        TRIES[self.id] += 1
+        if TRIES[self.id] == 1:
+            raise ConnectionError("down")
+
+
+async def test_the_other_threads_run_on_at_once_while_a_failed_step_waits_for_its_retry(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "fan.db"), workflows=[Fanout], clock=clock) as engine:
+        inst = await engine.start(Fanout(id="f"), id="f")
+        assert (inst.data.log, TRIES["f"]) == (["note"], 1)
+        assert inst.meta.retries == {"flaky": clock.now() + 60}
+        assert (await engine.store.get("f")).due_at == clock.now() + 60
+        clock.advance(60)
+        await engine.work_once()
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FINISHED
+
+
+async def test_a_failed_step_whose_retry_is_due_at_once_is_left_to_the_worker(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "fan.db"), workflows=[Fanout], clock=clock) as engine:
+        await engine.start(Fanout(id="f", backoff=0), id="f")
+        assert TRIES["f"] == 1  # not tried again inside start
+        await engine.work_once()
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FINISHED
+
+
 def test_a_retry_stored_before_retries_were_per_thread_is_read_as_its_threads() -> None:
     meta = Bookkeeping.load('{"retry_at": 42.0, "retry_thread": "side"}')
     assert (meta.retries, meta.retry_at) == ({"side": 42.0}, 42.0)

@@ -198,13 +198,44 @@ class Deposits:
         )
 
 
-WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits]
+class ProcessDied(BaseException):
+    """Stands for the death of the process: no ``except Exception`` catches it."""
+
+
+# Whether Parcel's "ship" step dies with its process.
+SHIP_DIES: list[bool] = [False]
+
+
+@dataclass
+class Parcel:
+    """Opens, then takes "paid" (buffered by default), then ships."""
+
+    paid: list[int] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("opening", pf.OnEvent("open", lambda: None)),
+            pf.Wait("payment", pf.OnEvent("paid", self.on_paid, buffer=True)),
+            pf.Step("ship", self.ship),
+        )
+
+    def on_paid(self, cents: int) -> None:
+        CALLS.append(f"paid:{cents}")
+        self.paid.append(cents)
+
+    def ship(self) -> None:
+        if SHIP_DIES[0]:
+            raise ProcessDied
+
+
+WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     CALLS.clear()
     RELEASE_FAILURES[0] = 0
+    SHIP_DIES[0] = False
 
 
 @pytest.fixture
@@ -396,6 +427,16 @@ async def test_a_reply_kept_before_requests_were_recorded_still_answers_its_key(
     assert CALLS == []
 
 
+async def test_an_idempotency_key_sent_again_for_another_parking_is_refused(engine: Engine) -> None:
+    inst = await engine.start(Till(), id="t")
+    first_pc = inst.state.threads[0].wait_events[0].req.pc
+    await engine.send("t", "pay", 100, pc=first_pc, idempotency_key="charge-1")
+    second_pc = (await engine.get("t")).state.threads[0].wait_events[0].req.pc
+    with pytest.raises(pf.IdempotencyKeyReused):
+        await engine.send("t", "pay", 100, pc=second_pc, idempotency_key="charge-1")
+    assert CALLS == ["pay:100"]
+
+
 async def test_an_idempotency_key_belongs_to_one_instance(engine: Engine) -> None:
     await engine.start(Till(), id="a")
     await engine.start(Till(), id="b")
@@ -449,6 +490,21 @@ def test_idempotency_holds_across_processes_on_sqlite(tmp_path: Path) -> None:
         outputs.append(done.stdout.strip())
     assert outputs == ["{'receipt': 1, 'cents': 7}"] * 2
     assert (tmp_path / "effects").read_text().split() == ["pay:7"]
+
+
+async def test_a_buffered_event_is_saved_as_delivered_before_the_steps_it_unblocks_run(
+    engine: Engine,
+) -> None:
+    await engine.start(Parcel(), id="p")
+    await engine.send("p", "paid", 500)  # early: buffered
+    SHIP_DIES[0] = True
+    with pytest.raises(ProcessDied):  # "paid" is delivered from the inbox, then "ship" dies
+        await engine.send("p", "open")
+    SHIP_DIES[0] = False
+    assert (await engine.get("p")).inbox == []
+    assert await engine.recover() == ["p"]
+    assert (await engine.get("p")).status == pf.WorkflowStatus.FINISHED
+    assert CALLS == ["paid:500"]  # delivered once
 
 
 async def test_a_repeated_idempotent_send_that_was_buffered_is_buffered_once(engine: Engine) -> None:

@@ -270,6 +270,18 @@ async def test_when_attempts_run_out_the_instance_fails_saying_which_step_and_wh
     assert [s.id async for s in engine.list(status="FAILED")] == ["p"]
 
 
+async def test_an_instance_whose_attempts_ran_out_has_no_retry_pending(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=10), id="p")
+    for _ in range(2):
+        clock.advance(100)
+        await engine.work_once()
+    inst = await engine.get("p")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert (inst.meta.retries, inst.meta.retry_at) == ({}, None)
+
+
 async def test_a_failed_instance_is_left_alone_by_workers_and_resume(
     engine: Engine, clock: TestClock
 ) -> None:
@@ -338,6 +350,13 @@ async def test_a_retry_by_hand_that_fails_again_starts_the_policy_over(
     clock.advance(10)
     assert await engine.work_once() == 1
     assert (await engine.get("p")).status == pf.WorkflowStatus.FINISHED
+
+
+async def test_goto_on_a_failed_instance_clears_its_failure_and_runs_on(engine: Engine) -> None:
+    await engine.start(Payment(id="p", declined=True), id="p")
+    inst = await engine.goto("p", thread=pf.MAIN_THREAD, step="charge", who="ops", why="paid by phone")
+    assert (inst.failure, inst.status) == (None, pf.WorkflowStatus.FINISHED)
+    assert inst.data.log == ["reserve", "ship"]
 
 
 async def test_retry_of_an_instance_that_has_not_failed_is_refused(engine: Engine) -> None:

@@ -133,7 +133,24 @@ class Spinner:
         self.ticks += 1
 
 
-WORKFLOWS = [Reservation, Nap, Deadline, Reminders, Spinner]
+@dataclass
+class Offer:
+    """Waits for "accept", a 10 s reminder or a 100 s expiry, whichever comes first."""
+
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait(
+                "offer",
+                pf.OnEvent("accept", lambda: self.log.append("accept")),
+                pf.On("expired", Timer(after=100), pf.Step("withdraw", lambda: self.log.append("expire"))),
+                pf.On("remind", Timer(after=10), pf.Step("nudge", lambda: self.log.append("remind"))),
+            )
+        )
+
+
+WORKFLOWS = [Reservation, Nap, Deadline, Reminders, Spinner, Offer]
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
@@ -436,3 +453,13 @@ async def test_a_timer_that_is_always_due_lets_go_of_the_worker_after_a_bounded_
         while (await engine.get("s")).status != pf.WorkflowStatus.FINISHED:
             assert await engine.work_once() == 1  # and is due again at once
         assert (await engine.get("s")).data.ticks == 1000
+
+
+async def test_an_instance_is_due_at_its_earliest_timer_and_a_worker_fires_that_one_then(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Offer(), id="o")
+    assert (await engine.store.get("o")).due_at == pytest.approx(clock.now() + 10)
+    clock.advance(10)
+    assert await engine.work_once() == 1
+    assert (await engine.get("o")).data.log == ["remind"]

@@ -339,6 +339,70 @@ async def test_a_worker_sets_up_again_an_event_whose_setup_failed(tmp_path: Path
         assert await engine.send("h", "hook") == "registered"
 
 
+class ProcessDied(BaseException):
+    """Stands for the death of the process: no ``except Exception`` catches it."""
+
+
+class Registering(pf.Handler):
+    """A webhook registration: a setup with side effects (it hands out a link to the instance)."""
+
+    type = "registering"
+
+    def setup(self, req: pf.CallbackRequest) -> str:
+        if "die" in GATES:
+            raise ProcessDied
+        return "registered"
+
+    def handle(self, req: pf.CallbackRequest, payload: Any) -> str:
+        return req.setup_data
+
+
+@dataclass
+class Hooked:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("hooked", pf.On("hook", Registering())))
+
+
+async def test_an_instance_whose_first_setup_has_side_effects_is_stored_before_it_runs(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    async with Engine(
+        SQLiteStore(tmp_path / "hooked.db"), workflows=[Hooked], clock=clock, setup_retry_delay=30
+    ) as engine:
+        GATES["die"] = anyio.Event()
+        with pytest.raises(ProcessDied):  # the process dies in the registration
+            await engine.start(Hooked(), id="h")
+        del GATES["die"]
+        # A link the setup handed out finds the instance, and a worker sets it up again.
+        assert (await engine.get("h")).status == pf.WorkflowStatus.WAITING
+        clock.advance(30)
+        assert await engine.work_once() == 1
+        assert await engine.send("h", "hook") == "registered"
+
+
+@dataclass
+class Precise:
+    """Sleeps 10.0004 s (between two of the stores' milliseconds), then logs."""
+
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(Sleep("nap", 10.0004), pf.Step("woke", lambda: self.log.append("woke")))
+
+
+async def test_a_worker_that_claims_an_instance_before_its_timer_is_due_puts_its_due_time_back(
+    stores: Callable[[], Store], clock: TestClock
+) -> None:
+    async with Engine(stores(), workflows=[Precise], clock=clock) as engine:
+        await engine.start(Precise(), id="p")
+        clock.advance(10.0002)  # the row (whole milliseconds) is due; the timer is not, yet
+        assert await engine.work_once() == 1
+        assert (await engine.get("p")).data.log == []
+        clock.advance(0.0003)  # well within the worker's lease
+        assert await engine.work_once() == 1
+        assert (await engine.get("p")).data.log == ["woke"]
+
+
 # -- several workers: each due timer delivered exactly once ------------------------------------
 
 

@@ -75,6 +75,7 @@ from .state_codec import decode_state
 from .statements import Go, On, Step, Stmt, Wait, WaitFor, at, index
 from .stores.base import HistoryEntry, InstanceRecord, Store
 from .timers import due_at as timer_due_at
+from .turns import Turns
 from .workflow_type import WorkflowType
 
 __all__ = ["Engine"]
@@ -155,6 +156,7 @@ class Engine:
         self.conflict_retries = conflict_retries
         self.stale_after = stale_after
         self.setup_retry_delay = setup_retry_delay
+        self._turns = Turns()
         self._types: dict[str, WorkflowType] = {}
         self._by_class: dict[type[Any], WorkflowType] = {}
         items = workflows.items() if isinstance(workflows, Mapping) else ((None, c) for c in workflows)
@@ -298,33 +300,47 @@ class Engine:
         req = CallbackRequest(name=event, thread_id=thread_id, pc=pc)
         digest = "" if idempotency_key is None else request_digest(event, thread_id, pc, payload)
         with use_clock(self.clock):
-            for _ in range(self.conflict_retries):
-                session = await self._load(key)
-                if idempotency_key is not None:
-                    # Checked on every attempt: a racing repeat may have won meanwhile.
-                    kept = await self.store.reply(session.id, idempotency_key)
-                    if kept is not None:
-                        return _ANY.validate_json(kept_reply(kept, digest, idempotency_key))
-                try:
-                    session = await self._catch_up(session)
-                    reply = await self._deliver(session, req, payload, buffer)
-                except ConflictError:
-                    continue
-                buffered = reply is _BUFFERED
-                if idempotency_key is not None:
-                    reply_json = "null" if buffered else _ANY.dump_json(reply).decode()
-                    session.reply = (idempotency_key, reply_to_keep(digest, reply_json))
-                try:
-                    await session.commit()
-                except ConflictError:
-                    continue  # someone saved first: try again on what they saved
-                if buffered:
-                    return None
-                await self._run(session)
-                return reply
+            async with self._turn(key) as session:
+                return await self._send(session, req, payload, buffer, idempotency_key, digest)
+
+    async def _send(
+        self,
+        session: Session,
+        req: CallbackRequest,
+        payload: Any,
+        buffer: bool | None,
+        idempotency_key: str | None,
+        digest: str,
+    ) -> Any:
+        """``send`` on the loaded ``session``, whose turn the caller holds."""
+        for attempt in range(self.conflict_retries):
+            if attempt:
+                session = await self._reload(session)
+            if idempotency_key is not None:
+                # Checked on every attempt: a racing repeat may have won meanwhile.
+                kept = await self.store.reply(session.id, idempotency_key)
+                if kept is not None:
+                    return _ANY.validate_json(kept_reply(kept, digest, idempotency_key))
+            try:
+                session = await self._catch_up(session)
+                reply = await self._deliver(session, req, payload, buffer)
+            except ConflictError:
+                continue
+            buffered = reply is _BUFFERED
+            if idempotency_key is not None:
+                reply_json = "null" if buffered else _ANY.dump_json(reply).decode()
+                session.reply = (idempotency_key, reply_to_keep(digest, reply_json))
+            try:
+                await session.commit()
+            except ConflictError:
+                continue  # someone saved first: try again on what they saved
+            if buffered:
+                return None
+            await self._run(session)
+            return reply
         raise ConflictError(
-            f"instance {key!r} changed on every one of {self.conflict_retries} attempts to deliver "
-            f"{event!r}; try again"
+            f"instance {session.id!r} changed on every one of {self.conflict_retries} attempts to deliver "
+            f"{req.name!r}; try again"
         )
 
     async def resume(self, key: str) -> Instance[Any]:
@@ -336,9 +352,10 @@ class Engine:
             InstanceNotFound: no instance has that id or correlation id.
         """
         with use_clock(self.clock):
-            session = await self._catch_up(await self._load(key))
-            await session.commit_if_changed()
-            return session.instance()
+            async with self._turn(key) as session:
+                session = await self._catch_up(session)
+                await session.commit_if_changed()
+                return session.instance()
 
     async def retry(self, key: str) -> Instance[Any]:
         """Try a ``FAILED`` instance's failed step again, now.
@@ -352,20 +369,20 @@ class Engine:
             StepError: a compensation raised again (the instance stays ``FAILED``).
         """
         with use_clock(self.clock):
-            session = await self._load(key)
-            failure = session.meta.failure
-            if failure is None:
-                raise ProcflowError(f"instance {session.id!r} has not failed; there is nothing to retry")
-            if session.state.cancelling:
-                session.transition("retried", failure.step, detail="the cancel, by hand")
-                await self._cancel(session, session.state.reason, session.meta.compensating)
+            async with self._turn(key) as session:
+                failure = session.meta.failure
+                if failure is None:
+                    raise ProcflowError(f"instance {session.id!r} has not failed; there is nothing to retry")
+                if session.state.cancelling:
+                    session.transition("retried", failure.step, detail="the cancel, by hand")
+                    await self._cancel(session, session.state.reason, session.meta.compensating)
+                    return session.instance()
+                session.meta.failure = None
+                session.meta.attempts.pop(failure.step, None)
+                session.meta.retries.pop(failure.thread, None)
+                session.transition("retried", failure.step, failure.thread, "by hand")
+                session = await self._run(session)
                 return session.instance()
-            session.meta.failure = None
-            session.meta.attempts.pop(failure.step, None)
-            session.meta.retries.pop(failure.thread, None)
-            session.transition("retried", failure.step, failure.thread, "by hand")
-            session = await self._run(session)
-            return session.instance()
 
     async def cancel(self, key: str, *, reason: str, compensate: bool = False) -> Instance[Any]:
         """Cancel the instance: tear down its events, optionally compensate completed steps.
@@ -379,13 +396,15 @@ class Engine:
             StepError: a compensation raised (what ran before it is saved).
         """
         with use_clock(self.clock):
-            for _ in range(self.conflict_retries):
-                session = await self._load(key)
-                try:
-                    await self._cancel(session, reason, compensate)
-                except ConflictError:
-                    continue
-                return session.instance()
+            async with self._turn(key) as session:
+                for attempt in range(self.conflict_retries):
+                    if attempt:
+                        session = await self._reload(session)
+                    try:
+                        await self._cancel(session, reason, compensate)
+                    except ConflictError:
+                        continue
+                    return session.instance()
         raise ConflictError(f"instance {key!r} changed on every attempt to cancel it; try again")
 
     async def goto(
@@ -414,75 +433,75 @@ class Engine:
             DefinitionError: no thread ``thread``, or no Step/Wait/WaitFor ``step``.
         """
         with use_clock(self.clock):
-            session = await self._load(key)
-            state = session.state
-            if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
-                raise WorkflowFinishedError(
-                    f"instance {session.id!r} is {state.status.value}; there is nothing to move"
-                )
-            if state.cancelling:
-                raise WorkflowFinishedError(
-                    f"instance {session.id!r} is being cancelled ({state.reason!r}); there is nothing "
-                    "to move: cancel it again (or retry) to finish the cancel"
-                )
-            target = self._statement(session, step)
-            if not isinstance(target, (Step, Wait, WaitFor)):
-                found = "nothing" if target is None else f"a {type(target).__name__}"
-                raise DefinitionError(
-                    f"goto {step!r}: the definition of {session.wtype.name!r} has {found} by that name; "
-                    "name a Step, Wait or WaitFor"
-                )
-            moved = next((t for t in state.threads if t.id == thread), None)
-            if moved is None:
-                raise DefinitionError(
-                    f"instance {session.id!r} has no thread {thread!r}; threads: "
-                    f"{', '.join(t.id for t in state.threads) or 'none'}"
-                )
-            owner = _thread_body_of(session.workflow.definition(), step)
-            if owner != moved.name:
-                raise DefinitionError(
-                    f"goto {step!r}: it is in {_body(owner)}, but thread {thread!r} runs "
-                    f"{_body(moved.name)}; a thread can only be moved within its own body"
-                )
-            was = moved.cur_step
-            events = []
-            for e in moved.wait_events:
-                if e.status == WaitEventStatus.SETUP:
-                    events.append(e.model_copy(update={"status": WaitEventStatus.PENDING_TEARDOWN}))
-                elif e.status in (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR):
-                    events.append(e)
-            moved.wait_events = events
-            moved.cur_step = step
-            moved.cur_callback = ""
-            moved.pc += 1
-            state.pc += 1
-            if isinstance(target, Wait):
-                moved.status = ThreadStatus.WAITING_EVENT
-                moved.wait_events = [
-                    *events,
-                    *(
-                        WaitEvent(
-                            type=on.handler.type,
-                            req=CallbackRequest(
-                                workflow_id=state.id, thread_id=moved.id, name=on.name, pc=moved.pc
-                            ),
-                        )
-                        for on in target.events
-                    ),
-                ]
-            elif isinstance(target, WaitFor):
-                moved.status = ThreadStatus.WAITING_CONDITION
-            else:
-                moved.status = ThreadStatus.RESUMING
-            state.status = WorkflowStatus.RESUMING
-            session.meta.failure = None
-            session.meta.retries.pop(thread, None)
-            session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
-            State.model_validate(state.model_dump())  # the result must be a valid State
-            await session.commit()
-            if run:
-                session = await self._run(session)
-            return session.instance()
+            async with self._turn(key) as session:
+                state = session.state
+                if state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                    raise WorkflowFinishedError(
+                        f"instance {session.id!r} is {state.status.value}; there is nothing to move"
+                    )
+                if state.cancelling:
+                    raise WorkflowFinishedError(
+                        f"instance {session.id!r} is being cancelled ({state.reason!r}); there is nothing "
+                        "to move: cancel it again (or retry) to finish the cancel"
+                    )
+                target = self._statement(session, step)
+                if not isinstance(target, (Step, Wait, WaitFor)):
+                    found = "nothing" if target is None else f"a {type(target).__name__}"
+                    raise DefinitionError(
+                        f"goto {step!r}: the definition of {session.wtype.name!r} has {found} by that name; "
+                        "name a Step, Wait or WaitFor"
+                    )
+                moved = next((t for t in state.threads if t.id == thread), None)
+                if moved is None:
+                    raise DefinitionError(
+                        f"instance {session.id!r} has no thread {thread!r}; threads: "
+                        f"{', '.join(t.id for t in state.threads) or 'none'}"
+                    )
+                owner = _thread_body_of(session.workflow.definition(), step)
+                if owner != moved.name:
+                    raise DefinitionError(
+                        f"goto {step!r}: it is in {_body(owner)}, but thread {thread!r} runs "
+                        f"{_body(moved.name)}; a thread can only be moved within its own body"
+                    )
+                was = moved.cur_step
+                events = []
+                for e in moved.wait_events:
+                    if e.status == WaitEventStatus.SETUP:
+                        events.append(e.model_copy(update={"status": WaitEventStatus.PENDING_TEARDOWN}))
+                    elif e.status in (WaitEventStatus.PENDING_TEARDOWN, WaitEventStatus.TEARDOWN_ERROR):
+                        events.append(e)
+                moved.wait_events = events
+                moved.cur_step = step
+                moved.cur_callback = ""
+                moved.pc += 1
+                state.pc += 1
+                if isinstance(target, Wait):
+                    moved.status = ThreadStatus.WAITING_EVENT
+                    moved.wait_events = [
+                        *events,
+                        *(
+                            WaitEvent(
+                                type=on.handler.type,
+                                req=CallbackRequest(
+                                    workflow_id=state.id, thread_id=moved.id, name=on.name, pc=moved.pc
+                                ),
+                            )
+                            for on in target.events
+                        ),
+                    ]
+                elif isinstance(target, WaitFor):
+                    moved.status = ThreadStatus.WAITING_CONDITION
+                else:
+                    moved.status = ThreadStatus.RESUMING
+                state.status = WorkflowStatus.RESUMING
+                session.meta.failure = None
+                session.meta.retries.pop(thread, None)
+                session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
+                State.model_validate(state.model_dump())  # the result must be a valid State
+                await session.commit()
+                if run:
+                    session = await self._run(session)
+                return session.instance()
 
     async def edit(self, key: str, changes: Mapping[str, Any], *, who: str, why: str) -> Instance[Any]:
         """Change fields of an instance's workflow data (a repair), validated by its model.
@@ -497,36 +516,39 @@ class Engine:
             PayloadError: the changed data does not validate (nothing is saved).
         """
         with use_clock(self.clock):
-            session = await self._load(key)
-            if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
-                raise WorkflowFinishedError(
-                    f"instance {session.id!r} is {session.state.status.value}; its data is final"
-                )
-            data = json.loads(session.wtype.encode(session.workflow))
-            unknown = sorted(set(changes) - set(data))
-            if unknown:
-                raise PayloadError(
-                    f"instance {session.id!r}: {session.wtype.name} has no field(s) {', '.join(unknown)}",
-                    [{"type": "unknown_field", "loc": [name], "msg": "no such field"} for name in unknown],
-                )
-            data.update(changes)
-            try:
-                session.workflow = session.wtype.decode(session.id, json.dumps(data), session.state)
-            except CorruptInstanceError as e:
-                invalid = e.__cause__
-                if not isinstance(invalid, ValidationError):
-                    raise
-                errors = json.loads(invalid.json(include_url=False))
-                raise PayloadError(
-                    f"edit of {session.id!r} rejected, nothing was saved: the changed data does not "
-                    f"validate as workflow {session.wtype.name!r} ({invalid.error_count()} error(s): "
-                    f"{errors[:3]})",
-                    errors,
-                ) from invalid
-            fields = ", ".join(sorted(changes))
-            session.transition("edit", fields, "", f"by {who}: {why}")
-            await session.commit()
-            return session.instance()
+            async with self._turn(key) as session:
+                if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
+                    raise WorkflowFinishedError(
+                        f"instance {session.id!r} is {session.state.status.value}; its data is final"
+                    )
+                data = json.loads(session.wtype.encode(session.workflow))
+                unknown = sorted(set(changes) - set(data))
+                if unknown:
+                    raise PayloadError(
+                        f"instance {session.id!r}: {session.wtype.name} has no field(s) {', '.join(unknown)}",
+                        [
+                            {"type": "unknown_field", "loc": [name], "msg": "no such field"}
+                            for name in unknown
+                        ],
+                    )
+                data.update(changes)
+                try:
+                    session.workflow = session.wtype.decode(session.id, json.dumps(data), session.state)
+                except CorruptInstanceError as e:
+                    invalid = e.__cause__
+                    if not isinstance(invalid, ValidationError):
+                        raise
+                    errors = json.loads(invalid.json(include_url=False))
+                    raise PayloadError(
+                        f"edit of {session.id!r} rejected, nothing was saved: the changed data does not "
+                        f"validate as workflow {session.wtype.name!r} ({invalid.error_count()} error(s): "
+                        f"{errors[:3]})",
+                        errors,
+                    ) from invalid
+                fields = ", ".join(sorted(changes))
+                session.transition("edit", fields, "", f"by {who}: {why}")
+                await session.commit()
+                return session.instance()
 
     async def recover(self) -> builtins.list[str]:
         """Resume every instance left runnable (``RESUMING``) by a process that died.
@@ -542,10 +564,10 @@ class Engine:
         async for summary in self.list(status=WorkflowStatus.RESUMING):
             try:
                 with use_clock(self.clock):
-                    session = await self._load(summary.id)
-                    loaded = session.version
-                    session = await self._catch_up(session, abandoned=True)
-                    await session.commit_if_changed()
+                    async with self._turn(summary.id) as session:
+                        loaded = session.version
+                        session = await self._catch_up(session, abandoned=True)
+                        await session.commit_if_changed()
             except ProcflowError as e:
                 logger.warning("recover: instance %r: %s", summary.id, e)
                 continue
@@ -662,6 +684,18 @@ class Engine:
     async def _load(self, key: str) -> Session:
         return self._decode(await self._record(key))
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[Session]:
+        """Load the instance and hold its turn (see ``Turns``); loaded again if another task had it.
+
+        Raises:
+            InstanceNotFound: no instance has that id or correlation id.
+            ReentrantCallError: the calling task is running this instance.
+        """
+        session = await self._load(key)
+        async with self._turns.take(session.id) as waited:
+            yield await self._reload(session) if waited else session
+
     async def _reload(self, session: Session) -> Session:
         return self._decode(await self.store.get(session.id))
 
@@ -697,6 +731,12 @@ class Engine:
 
     async def _work_on(self, record: InstanceRecord) -> None:
         """A worker claimed ``record``: catch it up, and store its next due time."""
+        async with self._turns.take(record.id) as waited:
+            if waited:
+                record = await self.store.get(record.id)
+            await self._work_on_claimed(record)
+
+    async def _work_on_claimed(self, record: InstanceRecord) -> None:
         for _ in range(self.conflict_retries):
             session = self._decode(record)
             try:

@@ -21,6 +21,7 @@ __all__ = [
     "InstanceNotFound",
     "PayloadError",
     "ProcflowError",
+    "ReentrantCallError",
     "SetupError",
     "StaleCallback",
     "StepError",
@@ -131,6 +132,15 @@ class IdempotencyKeyReused(ProcflowError):
 
     A key names one request: its kept reply answers repeats of that request
     only. Give each new request a key of its own.
+    """
+
+
+class ReentrantCallError(ProcflowError):
+    """A step or handler called the engine on the instance whose run is running it.
+
+    The engine's operations on one instance take turns, so that call would
+    wait for the run that made it. Change the workflow's data in the step
+    instead, or make the call from another task once the run is over.
     """
 
 

@@ -403,6 +403,77 @@ async def test_a_worker_that_claims_an_instance_before_its_timer_is_due_puts_its
         assert (await engine.get("p")).data.log == ["woke"]
 
 
+# -- one process: operations on an instance take turns ------------------------------------------
+
+
+@dataclass
+class Relay:
+    """Main: "go", then a step the test holds; a side thread waits for "poke"."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go("side", pf.Wait("poking", pf.OnEvent("poke", lambda: None))),
+            pf.Wait("going", pf.OnEvent("go", lambda: None)),
+            pf.Step("long", self.long),
+            pf.Wait("ending", pf.OnEvent("end", lambda: None)),
+        )
+
+    async def long(self) -> None:
+        LOG.append("long")
+        GATES["entered"].set()
+        await GATES["release"].wait()
+
+
+async def test_a_send_while_a_step_of_the_instance_runs_in_this_process_waits_and_runs_it_once(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
+    async with Engine(SQLiteStore(tmp_path / "relay.db"), workflows=[Relay], clock=clock) as engine:
+        await engine.start(Relay(), id="r")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.send, "r", "go")  # runs "long"
+            with anyio.fail_after(5):
+                await GATES["entered"].wait()
+            tg.start_soon(engine.send, "r", "poke")  # waits for the first send's turn
+            await anyio.sleep(0.05)
+            GATES["release"].set()
+        assert LOG == ["long"]
+        inst = await engine.get("r")
+        assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]  # "side" got its poke
+
+
+@dataclass
+class SelfSender:
+    """A step that sends an event to its own instance through the engine."""
+
+    id: str = ""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("kicking", pf.OnEvent("kick", lambda: None)),
+            pf.Step("send to myself", self.send_to_myself),
+            pf.Wait("w", pf.OnEvent("e", lambda: None)),
+        )
+
+    async def send_to_myself(self) -> None:
+        await SELF_SENDING[0].send(self.id, "e")
+
+
+SELF_SENDING: list[Engine] = []
+
+
+async def test_a_step_that_calls_the_engine_on_its_own_instance_fails_with_reentrant_call_error(
+    tmp_path: Path,
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "self.db"), workflows=[SelfSender]) as engine:
+        SELF_SENDING[:] = [engine]
+        await engine.start(SelfSender(id="s"), id="s")
+        await engine.send("s", "kick")
+        inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None and inst.failure.error.startswith("ReentrantCallError: instance 's'")
+
+
 # -- several workers: each due timer delivered exactly once ------------------------------------
 
 

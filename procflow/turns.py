@@ -10,6 +10,7 @@ optimistic concurrency settles who wins (see docs/engine.md, "Guarantees").
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,14 +22,23 @@ __all__ = ["Turns"]
 
 
 @dataclass
+class _Ticket:
+    task: int  # the id of the waiting task
+    granted: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass
 class _Turn:
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    holder: int | None = None  # the id of the task that has the turn
-    users: int = 0  # tasks that have the turn or wait for it
+    holder: int  # the id of the task that has the turn
+    queue: deque[_Ticket] = field(default_factory=deque)  # the tasks waiting for it, first first
 
 
 class Turns:
-    """One lock per instance id, made when first needed and dropped when nobody waits."""
+    """A first-come, first-served turn per instance id, kept only while someone has or wants it.
+
+    Taking a free turn does not wait: it costs a dictionary look-up, not a
+    lock's round trip through the event loop.
+    """
 
     def __init__(self) -> None:
         self._turns: dict[str, _Turn] = {}
@@ -47,23 +57,36 @@ class Turns:
         task = anyio.get_current_task().id
         turn = self._turns.get(id)
         if turn is None:
-            turn = self._turns[id] = _Turn()
+            turn = self._turns[id] = _Turn(task)
+            waited = False
         elif turn.holder == task:
             raise ReentrantCallError(
                 f"instance {id!r} was called through the engine from code its own run is running "
                 "(a step or handler); that call would wait for the run that made it. Change the "
                 "workflow's data in the step instead, or call from another task after the run"
             )
-        turn.users += 1
+        else:
+            ticket = _Ticket(task)
+            turn.queue.append(ticket)
+            try:
+                await ticket.granted.wait()
+            except BaseException:  # cancelled while waiting
+                if ticket.granted.is_set():
+                    self._pass_on(id, turn)
+                else:
+                    turn.queue.remove(ticket)
+                raise
+            waited = True
         try:
-            waited = turn.lock.locked()
-            async with turn.lock:
-                turn.holder = task
-                try:
-                    yield waited
-                finally:
-                    turn.holder = None
+            yield waited
         finally:
-            turn.users -= 1
-            if not turn.users:
-                del self._turns[id]
+            self._pass_on(id, turn)
+
+    def _pass_on(self, id: str, turn: _Turn) -> None:
+        """Give the turn to the first waiting task, or forget it when nobody waits."""
+        if turn.queue:
+            ticket = turn.queue.popleft()
+            turn.holder = ticket.task
+            ticket.granted.set()
+        else:
+            del self._turns[id]

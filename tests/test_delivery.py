@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from process_death import ProcessDied
 from pydantic import BaseModel
 
 import procflow as pf
@@ -196,10 +197,6 @@ class Deposits:
                 pf.Wait("deposit", pf.OnEvent("d", self.got.append, buffer=True), pf.On("hook", HookDown())),
             ),
         )
-
-
-class ProcessDied(BaseException):
-    """Stands for the death of the process: no ``except Exception`` catches it."""
 
 
 # Whether Parcel's "ship" step dies with its process.

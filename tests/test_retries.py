@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from process_death import ProcessDied
 
 import procflow as pf
 from procflow import Backoff, Retry, TestClock, Timer
@@ -32,8 +33,6 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 # How often each instance's flaky step was called.
 TRIES: Counter[str] = Counter()
-# How many more times Trip's flight cancellation raises, by workflow id.
-CANCEL_FLIGHT_FAILURES: Counter[str] = Counter()
 
 
 class CardDeclined(Exception):
@@ -91,6 +90,11 @@ class NoPolicy:
             raise ValueError("bad answer")
 
 
+# How many more times Trip's flight cancellation raises, and dies with its process, by workflow id.
+CANCEL_FLIGHT_FAILURES: Counter[str] = Counter()
+FLIGHT_CANCEL_CRASHES: Counter[str] = Counter()
+
+
 @dataclass
 class Trip:
     """Book a flight and a hotel (both undoable), then pay, which always fails, without a retry policy."""
@@ -99,15 +103,19 @@ class Trip:
     log: list[str] = field(default_factory=list)
 
     def definition(self) -> pf.Section:
-        return pf.S(
-            pf.Step("flight", lambda: self.log.append("flight"), compensate=self.cancel_flight),
-            pf.Step(
-                "hotel", lambda: self.log.append("hotel"), compensate=lambda: self.log.append("no hotel")
-            ),
-            pf.Step("pay", self.pay),
+        return pf.S(*self.bookings(), pf.Step("pay", self.pay))
+
+    def bookings(self) -> tuple[pf.Step, pf.Step]:
+        flight = pf.Step("flight", lambda: self.log.append("flight"), compensate=self.cancel_flight)
+        hotel = pf.Step(
+            "hotel", lambda: self.log.append("hotel"), compensate=lambda: self.log.append("no hotel")
         )
+        return flight, hotel
 
     def cancel_flight(self) -> None:
+        if FLIGHT_CANCEL_CRASHES[self.id] > 0:
+            FLIGHT_CANCEL_CRASHES[self.id] -= 1
+            raise ProcessDied
         if CANCEL_FLIGHT_FAILURES[self.id] > 0:
             CANCEL_FLIGHT_FAILURES[self.id] -= 1
             raise ConnectionError("the airline is down")
@@ -118,39 +126,19 @@ class Trip:
         raise CardDeclined("card declined")
 
 
-# How many more times Booking's flight cancellation dies with its process, by workflow id.
-FLIGHT_CANCEL_CRASHES: Counter[str] = Counter()
-
-
-class ProcessDied(BaseException):
-    """Stands for the death of the process: no ``except Exception`` catches it."""
-
-
 @dataclass
-class Booking:
-    """Book a flight and a hotel (both undoable), then wait for a confirmation, or time out in an hour."""
-
-    id: str = ""
-    log: list[str] = field(default_factory=list)
+class Booking(Trip):
+    """Trip's bookings, then a wait for a confirmation, or a timeout in an hour."""
 
     def definition(self) -> pf.Section:
         return pf.S(
-            pf.Step("flight", lambda: self.log.append("flight"), compensate=self.cancel_flight),
-            pf.Step(
-                "hotel", lambda: self.log.append("hotel"), compensate=lambda: self.log.append("no hotel")
-            ),
+            *self.bookings(),
             pf.Wait(
                 "confirmation",
                 pf.OnEvent("confirm", lambda: self.log.append("confirmed")),
                 pf.On("timeout", Timer(after=3600), pf.Step("expire", lambda: self.log.append("expired"))),
             ),
         )
-
-    def cancel_flight(self) -> None:
-        if FLIGHT_CANCEL_CRASHES[self.id] > 0:
-            FLIGHT_CANCEL_CRASHES[self.id] -= 1
-            raise ProcessDied
-        self.log.append("no flight")
 
 
 WORKFLOWS = [Payment, NoPolicy, Trip, Booking]

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 import pytest
+from process_death import ProcessDied
 
 import procflow as pf
 from procflow import Sleep, TestClock, Timer
@@ -337,10 +338,6 @@ async def test_a_worker_sets_up_again_an_event_whose_setup_failed(tmp_path: Path
         inst = await engine.get("h")
         assert inst.state.threads[0].wait_events[0].status == pf.WaitEventStatus.SETUP
         assert await engine.send("h", "hook") == "registered"
-
-
-class ProcessDied(BaseException):
-    """Stands for the death of the process: no ``except Exception`` catches it."""
 
 
 class Registering(pf.Handler):

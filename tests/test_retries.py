@@ -252,22 +252,11 @@ async def test_when_attempts_run_out_the_instance_fails_saying_which_step_and_wh
     assert ("failed", "charge", "after 3 attempt(s): payment service down (call 3)") in await _history(
         engine, "p"
     )
+    assert (inst.meta.retries, inst.meta.retry_at) == ({}, None)  # no retry pending
     # The store knows it failed: it is listed as FAILED and due for nothing.
     record = await engine.store.get("p")
     assert record.status == "FAILED" and record.due_at is None
     assert [s.id async for s in engine.list(status="FAILED")] == ["p"]
-
-
-async def test_an_instance_whose_attempts_ran_out_has_no_retry_pending(
-    engine: Engine, clock: TestClock
-) -> None:
-    await engine.start(Payment(id="p", fails=10), id="p")
-    for _ in range(2):
-        clock.advance(100)
-        await engine.work_once()
-    inst = await engine.get("p")
-    assert inst.status == pf.WorkflowStatus.FAILED
-    assert (inst.meta.retries, inst.meta.retry_at) == ({}, None)
 
 
 async def test_a_failed_instance_is_left_alone_by_workers_and_resume(

@@ -163,7 +163,10 @@ _IDEMPOTENCY_KEY = {
     "name": IDEMPOTENCY_KEY,
     "in": "header",
     "required": False,
-    "description": "a key for this delivery: a repeat with the same key gets the first reply, runs nothing",
+    "description": (
+        "a key for this delivery: a repeat with the same key gets the first reply, runs nothing; "
+        "the key sent with another body answers 422 IdempotencyKeyReused"
+    ),
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
 }
 _PAGING = [

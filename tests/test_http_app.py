@@ -158,6 +158,31 @@ async def test_a_streamed_body_above_the_limit_is_413(env: Env) -> None:
     assert_problem(r, 413, "PayloadTooLarge")
 
 
+async def test_a_body_of_exactly_the_limit_is_accepted(env: Env) -> None:  # max_body_bytes=4096
+    shell = b'{"item": ""}'
+    body = b'{"item": "' + b"x" * (4096 - len(shell)) + b'"}'
+    assert len(body) == 4096
+    r = await env.client.post(
+        "/workflows/Order/instances?id=o-1", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_a_body_of_only_whitespace_counts_as_no_body(env: Env) -> None:
+    r = await env.client.post("/workflows/Contested/instances?id=c-1", content=b" \r\n\t ")
+    assert r.status_code == 201, r.text
+
+
+async def test_a_media_type_that_merely_ends_in_json_is_415(env: Env) -> None:
+    r = await env.client.post(
+        "/workflows/Order/instances",
+        content=b'{"item": "lamp"}',
+        headers={"content-type": "application/x-ndjson"},
+    )
+    assert_problem(r, 415, "UnsupportedMediaType")
+    assert [s async for s in env.engine.list()] == []
+
+
 # -- get, list, history ---------------------------------------------------------------
 
 
@@ -329,6 +354,23 @@ async def test_an_idempotency_key_reused_with_another_body_is_422(env: Env) -> N
     await env.client.post(url, json={"approver": "ann"}, headers=key)
     r = await env.client.post(url, json={"approver": "bob"}, headers=key)
     assert_problem(r, 422, "IdempotencyKeyReused")
+
+
+async def test_an_idempotency_key_of_255_characters_is_accepted_and_one_of_256_is_400(env: Env) -> None:
+    await start_order(env, "o-1")
+    await start_order(env, "o-2")
+    ok = await env.client.post(
+        "/workflows/Order/instances/o-1/events/approve",
+        json={"approver": "ann"},
+        headers={"Idempotency-Key": "k" * 255},
+    )
+    assert ok.status_code == 200, ok.text
+    r = await env.client.post(
+        "/workflows/Order/instances/o-2/events/approve",
+        json={"approver": "ann"},
+        headers={"Idempotency-Key": "k" * 256},
+    )
+    assert_problem(r, 400, "BadRequest")
 
 
 async def test_an_empty_idempotency_key_is_400(env: Env) -> None:

@@ -253,3 +253,11 @@ async def test_a_valid_link_to_an_instance_not_stored_is_404_not_gone(env: Env) 
     req = pf.CallbackRequest(workflow_id="not-yet", thread_id="_main_", name="approve", pc=1)
     token = env.signer.token(req, expires_in=60)
     assert_problem(await env.client.post(f"/callbacks/{token}", json={}), 404, "InstanceNotFound")
+
+
+async def test_get_of_a_used_link_whose_event_is_parked_again_is_410(env: Env) -> None:
+    await start_expense(env, "e-1", rounds=2)
+    first = env.link("e-1", "approve")
+    assert (await env.client.post(first, json={})).status_code == 200
+    assert env.link("e-1", "approve") != first  # parked on approve again, at another pc
+    assert_problem(await env.client.get(first), 410, "CallbackGone")

@@ -175,3 +175,10 @@ def test_minting_for_a_request_that_names_no_parking_is_refused(req: pf.Callback
 def test_minting_with_a_non_positive_lifetime_is_refused(expires_in: float | timedelta) -> None:
     with pytest.raises(ValueError, match="positive"):
         signer().token(REQ, expires_in=expires_in)
+
+
+def test_a_token_minted_at_a_fractional_time_lasts_at_least_its_expires_in() -> None:
+    clock = Clock(1_800_000_000.5)
+    token = signer(clock=clock).token(REQ, expires_in=60)
+    clock.now += 59.9
+    assert signer(clock=clock).verify(token).expires_at >= 1_800_000_060.5

@@ -32,7 +32,22 @@ __all__ = [
 
 
 class ProcflowError(Exception):
-    """Base class of every error procflow raises."""
+    """Base class of every error procflow raises.
+
+    Every one pickles (to another process, a task queue's result) with its
+    message and attributes, whatever its ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own __reduce__ calls the class with the message alone,
+        # which the subclasses whose __init__ takes other arguments refuse.
+        return _unpickled, (type(self), self.args), self.__dict__
+
+
+def _unpickled(cls: type[ProcflowError], args: tuple[Any, ...]) -> ProcflowError:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
 
 
 class DefinitionError(ProcflowError):

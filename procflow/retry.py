@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 __all__ = ["Backoff", "Retry"]
 
@@ -27,6 +28,30 @@ class Backoff:
     cap: timedelta | float = 300.0
     jitter: float = 0.2
 
+    def __post_init__(self) -> None:
+        for name in ("initial", "cap"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, (timedelta, int, float))
+                or isinstance(value, bool)
+                or _seconds(value) < 0
+            ):
+                raise ValueError(
+                    f"Backoff: {name} must be seconds (or a timedelta) of at least 0, got {value!r}"
+                )
+        if (
+            isinstance(self.multiplier, bool)
+            or not isinstance(self.multiplier, (int, float))
+            or self.multiplier < 1
+        ):
+            raise ValueError(f"Backoff: multiplier must be a number of at least 1, got {self.multiplier!r}")
+        if (
+            isinstance(self.jitter, bool)
+            or not isinstance(self.jitter, (int, float))
+            or not 0 <= self.jitter <= 1
+        ):
+            raise ValueError(f"Backoff: jitter must be a fraction from 0 to 1, got {self.jitter!r}")
+
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 or more)."""
         growth = self.multiplier ** max(failed_attempts - 1, 0)
@@ -42,8 +67,13 @@ class Retry:
     ``max_attempts`` counts the first try. An error that is an instance of one
     of ``non_retryable`` fails the instance at once.
 
+    ``non_retryable`` may be any iterable of exception classes (or one
+    class); it is kept as a tuple.
+
     Raises:
-        ValueError: ``max_attempts`` is below 1.
+        ValueError: ``max_attempts`` is not an int of at least 1.
+        TypeError: ``backoff`` is not a ``Backoff``, or ``non_retryable``
+            holds something that is not an exception class.
     """
 
     max_attempts: int = 3
@@ -51,8 +81,19 @@ class Retry:
     non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"Retry: max_attempts must be at least 1, got {self.max_attempts}")
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
+            raise ValueError(f"Retry: max_attempts must be an int of at least 1, got {self.max_attempts!r}")
+        if not isinstance(self.backoff, Backoff):
+            raise TypeError(f"Retry: backoff must be a procflow.Backoff, got {self.backoff!r}")
+        kinds: Any = self.non_retryable
+        try:
+            kinds = (kinds,) if isinstance(kinds, type) else tuple(kinds)
+        except TypeError:
+            kinds = (kinds,)
+        for kind in kinds:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise TypeError(f"Retry: non_retryable must hold exception classes, got {kind!r}")
+        object.__setattr__(self, "non_retryable", kinds)
 
     def retries(self, failed_attempts: int, error: BaseException | None) -> bool:
         """Whether to try again after ``failed_attempts`` failures, the last with ``error``."""

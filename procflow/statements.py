@@ -178,6 +178,10 @@ class Step(Stmt):
     ``cancel(..., compensate=True)``. Both may be sync or async. ``retry``
     tells the engine how often to try the step again when it raises (the
     interpreter itself raises ``StepError`` and retries on the next resume).
+
+    Raises:
+        DefinitionError: ``name`` is empty, ``action`` or ``compensate`` is
+            not callable, or ``retry`` is not a ``Retry``.
     """
 
     __slots__ = ("action", "compensate", "name", "retry")
@@ -198,6 +202,11 @@ class Step(Stmt):
             raise DefinitionError(f"Step {name!r}: action must be callable, got {action!r}")
         if compensate is not None and not callable(compensate):
             raise DefinitionError(f"Step {name!r}: compensate must be callable, got {compensate!r}")
+        if retry is not None and type(retry) is not Retry and not isinstance(retry, Retry):
+            raise DefinitionError(
+                f"Step {name!r}: retry must be a procflow.Retry, got {retry!r}; "
+                "write retry=Retry(max_attempts=3)"
+            )
         self.action = action
         self.compensate = compensate
         self.retry = retry

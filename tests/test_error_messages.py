@@ -7,6 +7,7 @@ specified with the statement or call it belongs to.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -323,3 +324,20 @@ def test_a_waitgroup_done_below_zero_says_add_comes_first() -> None:
         ValueError, match=r"below zero \(0 - 1\): done\(\) was called more often than add\(\)"
     ):
         pf.WaitGroup().done()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pf.StepError("charge", "_main_", ValueError("declined"), instance="'order' 'o-1'"),
+        pf.SetupError({("_main_", "paid"): "ConnectionError: down"}, instance="'order' 'o-1'"),
+        pf.PayloadError("invalid payload", [{"loc": ["amount"], "msg": "missing"}]),
+        pf.HandlerError("the handler raised", event="paid", thread_id="_main_"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_errors_pickle_with_their_message_and_attributes(error: pf.ProcflowError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert vars(copy) == vars(error)

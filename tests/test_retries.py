@@ -557,6 +557,32 @@ async def test_instances_failing_together_retry_at_spread_times(clock: TestClock
     assert len(set(offsets)) > 15
 
 
+def test_non_retryable_takes_any_iterable_of_exception_classes_or_one_class() -> None:
+    assert Retry(non_retryable=[KeyError, ValueError]).non_retryable == (KeyError, ValueError)
+    assert not Retry(non_retryable=KeyError).retries(1, KeyError("x"))
+
+
+@pytest.mark.parametrize("kinds", [["KeyError"], 5, [KeyError, int]], ids=["a name", "a number", "a class"])
+def test_non_retryable_refuses_what_is_not_an_exception_class(kinds: Any) -> None:
+    with pytest.raises(TypeError, match="non_retryable must hold exception classes"):
+        Retry(non_retryable=kinds)
+
+
+def test_a_retry_policy_refuses_a_backoff_that_is_not_a_backoff() -> None:
+    with pytest.raises(TypeError, match=r"procflow\.Backoff"):
+        Retry(backoff=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"initial": -1}, {"cap": -0.5}, {"multiplier": 0.5}, {"jitter": 1.5}, {"jitter": -0.1}],
+    ids=["negative initial", "negative cap", "shrinking multiplier", "jitter above 1", "negative jitter"],
+)
+def test_a_backoff_refuses_a_wait_that_cannot_be_meant(arguments: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=f"Backoff: {next(iter(arguments))}"):
+        Backoff(**arguments)
+
+
 def test_backoff_takes_timedeltas() -> None:
     from datetime import timedelta
 

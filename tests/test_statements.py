@@ -94,6 +94,11 @@ def test_a_step_whose_action_is_not_callable_is_a_definition_error_naming_it() -
         pf.Step("charge", "charge the card")  # type: ignore[arg-type]
 
 
+def test_a_step_whose_retry_is_not_a_retry_policy_is_a_definition_error_naming_it() -> None:
+    with pytest.raises(pf.DefinitionError, match=r"'charge'.*Retry\(max_attempts=3\)"):
+        pf.Step("charge", lambda: None, retry=3)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "build",
     [

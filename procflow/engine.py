@@ -388,20 +388,29 @@ class Engine:
         """Cancel the instance: tear down its events, optionally compensate completed steps.
 
         A cancel cut short (a compensation raised, the process died) carries
-        on where it stopped when called again.
+        on where it stopped when called again, as it was first asked: with
+        its first ``reason``, and compensating if either call asked to.
 
         Raises:
+            ValueError: ``reason`` is empty.
             InstanceNotFound: no instance has that id or correlation id.
             WorkflowFinishedError: it is already finished or cancelled.
             StepError: a compensation raised (what ran before it is saved).
         """
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(
+                f"cancel needs a reason (it is kept in the history and the state), got {reason!r}"
+            )
         with use_clock(self.clock):
             async with self._turn(key) as session:
                 for attempt in range(self.conflict_retries):
                     if attempt:
                         session = await self._reload(session)
+                    asked = (reason, compensate)
+                    if session.state.cancelling:  # carry the cancel cut short on, as it was asked
+                        asked = (session.state.reason, compensate or session.meta.compensating)
                     try:
-                        await self._cancel(session, reason, compensate)
+                        await self._cancel(session, *asked)
                     except ConflictError:
                         continue
                     return session.instance()

@@ -77,7 +77,13 @@ class Instance(Generic[W]):
 
     @property
     def accepts(self) -> list[str]:
-        """The names of the events that can be sent to the instance now."""
+        """The names of the events that can be sent to the instance now.
+
+        None while a cancel is in progress or was cut short (``state.cancelling``):
+        the instance takes no events until its cancel completes.
+        """
+        if self.state.cancelling:
+            return []
         return [name for p in self.parked for name in p.events]
 
 

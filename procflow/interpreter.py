@@ -1325,12 +1325,18 @@ async def cancel(
     short carries on where it stopped when called again. ``reason`` is saved
     with the first of its checkpoints: from then until the cancel completes,
     ``resume`` and ``handle_callback`` refuse the workflow, which is partly
-    undone. (Give a non-empty ``reason``: an empty one marks nothing.)
+    undone.
 
     Raises:
         TypeError: ``state`` is not a ``State`` (validate stored JSON into one first).
+        ValueError: ``reason`` is empty (it is what marks a cancel in progress).
         WorkflowFinishedError: the workflow is already finished or cancelled.
         StepError: a compensation raised (``.step`` names its step).
         DefinitionError: a completed step is no longer in the definition.
     """
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError(
+            f"cancel needs a reason, got {reason!r}: it is saved with the cancel's first checkpoint "
+            "and marks the workflow as being cancelled until the cancel completes"
+        )
     await _Run(workflow, state, checkpoint, hooks=hooks).cancel(reason, compensate)

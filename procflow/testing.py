@@ -285,7 +285,8 @@ def assert_accepts(inst: Instance[Any], event: str, *more: str, thread: str | No
         AssertionError: it accepts other events, more, or none.
     """
     wanted = sorted({event, *more})
-    accepts = sorted({e for p in inst.parked if thread is None or p.thread == thread for e in p.events})
+    parked = [] if inst.state.cancelling else inst.parked  # it takes no event until the cancel completes
+    accepts = sorted({e for p in parked if thread is None or p.thread == thread for e in p.events})
     if accepts != wanted:
         whose = f" in thread {thread!r}" if thread is not None else ""
         raise AssertionError(

@@ -123,6 +123,16 @@ async def test_cancel_sets_cancelled_and_the_reason_and_leaves_no_threads() -> N
     assert wf.state.threads == []
 
 
+@pytest.mark.parametrize("reason", ["", " \n"], ids=["empty", "blank"])
+async def test_cancel_without_a_reason_raises_value_error_and_undoes_nothing(reason: str) -> None:
+    wf = await parked_trip()
+    before = wf.state.model_dump()
+    with pytest.raises(ValueError, match="cancel needs a reason"):
+        await pf.cancel(wf, wf.state, no_checkpoint, reason=reason, compensate=True)
+    assert wf.undone() == []
+    assert wf.state.model_dump() == before
+
+
 async def test_cancel_tears_down_every_parked_event() -> None:
     wf = await parked_trip()
     await wf.cancel(compensate=False)

@@ -399,6 +399,44 @@ async def test_a_cancel_of_a_failed_instance_cut_short_carries_on_when_called_ag
     assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
 
 
+async def test_a_cancel_called_again_without_compensate_still_compensates_what_is_left(
+    engine: Engine,
+) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    inst = await engine.cancel("t", reason="changed my mind")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+    assert inst.state.completed == []
+
+
+async def test_a_cancel_called_again_keeps_the_first_reason(engine: Engine) -> None:
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+    inst = await engine.cancel("t", reason="again")
+    assert inst.state.reason == "trip dropped"
+
+
+@pytest.mark.parametrize("reason", ["", "  "], ids=["empty", "blank"])
+async def test_a_cancel_without_a_reason_is_refused_and_changes_nothing(engine: Engine, reason: str) -> None:
+    await engine.start(Booking(id="b"), id="b")
+    with pytest.raises(ValueError, match="cancel needs a reason"):
+        await engine.cancel("b", reason=reason, compensate=True)
+    inst = await engine.get("b")
+    assert inst.status == pf.WorkflowStatus.WAITING
+    assert inst.data.log == ["flight", "hotel"]
+
+
+async def test_an_instance_being_cancelled_accepts_no_event(engine: Engine) -> None:
+    await _booking_whose_cancel_died(engine)
+    inst = await engine.get("b")
+    assert inst.parked and inst.accepts == []
+
+
 async def test_retry_carries_on_the_cancel_of_an_instance_whose_compensation_failed(
     engine: Engine,
 ) -> None:

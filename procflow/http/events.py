@@ -81,7 +81,7 @@ class AcceptedEvent:
 
 
 def accepted_events(instance: Instance[Any]) -> list[AcceptedEvent]:
-    """The events ``instance`` accepts now, in thread order.
+    """The events ``instance`` accepts now, in thread order (none while it is being cancelled).
 
     ``handler`` is ``None`` when the instance's definition no longer has the
     event (a new version of the workflow dropped it).
@@ -89,6 +89,8 @@ def accepted_events(instance: Instance[Any]) -> list[AcceptedEvent]:
     Raises:
         DefinitionError: the instance's ``definition()`` is invalid.
     """
+    if instance.state.cancelling:
+        return []  # no event is taken until the cancel completes
     parked = [
         (t, e)
         for t in instance.state.threads

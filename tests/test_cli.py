@@ -85,6 +85,13 @@ def test_cancel_with_compensate_prints_the_new_status_and_reason(tmp_path: Path)
     assert "order-004: CANCELLED (out of stock)" in result.stdout
 
 
+def test_cancel_with_a_blank_reason_exits_2_and_cancels_nothing(demo_dir: Path) -> None:
+    result = procflow(demo_dir, "cancel", "order-004", "--reason", " ")
+    assert result.returncode == 2
+    assert "--reason: it is empty" in result.stderr
+    assert "WAITING" in procflow(demo_dir, "show", "order-004").stdout
+
+
 def test_list_filters_by_status(demo_dir: Path) -> None:
     out = procflow(demo_dir, "list", "--status", "CANCELLED").stdout
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]

@@ -139,6 +139,12 @@ def test_goto_needs_a_reason(demo: Path) -> None:
     assert "--why" in result.stderr
 
 
+def test_goto_with_a_blank_reason_exits_2(demo: Path) -> None:
+    result = procflow(demo, "goto", "order-004", "--step", "decision", "--why", "")
+    assert result.returncode == 2
+    assert "--why: it is empty" in result.stderr
+
+
 # -- edit ---------------------------------------------------------------------------------------
 
 

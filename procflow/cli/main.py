@@ -42,6 +42,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _text(text: str) -> str:
+    """Text that says something: a reason or a why, which the history keeps."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("it is empty; say why (it is kept with the instance)")
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -108,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("cancel", "cancel an instance")
     p.add_argument("id", help="instance id or correlation id")
-    p.add_argument("--reason", required=True, help="why (stored with the instance)")
+    p.add_argument("--reason", required=True, type=_text, help="why (stored with the instance)")
     p.add_argument("--compensate", action="store_true", help="undo completed steps first")
 
     p = command("retry", "run the failed step of a FAILED instance again, or carry on its cancel cut short")
@@ -157,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _who_why(p: argparse.ArgumentParser) -> None:
     p.add_argument("--who", default=None, help="who repairs (default: the OS user name)")
-    p.add_argument("--why", required=True, help="why (kept in the instance's history)")
+    p.add_argument("--why", required=True, type=_text, help="why (kept in the instance's history)")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from .errors import (
     StepError,
     StoreError,
     UnknownWorkflowError,
+    UnstorableDataError,
     WorkflowFinishedError,
 )
 from .export import DEFINITION_SCHEMA, STATE_SCHEMA, ExportError, to_dot, to_json, to_mermaid
@@ -133,6 +134,7 @@ __all__ = [
     "ThreadStatus",
     "Timer",
     "UnknownWorkflowError",
+    "UnstorableDataError",
     "Wait",
     "WaitEvent",
     "WaitEventStatus",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -52,6 +53,7 @@ from .errors import (
     StepError,
     StoreError,
     UnknownWorkflowError,
+    UnstorableDataError,
     WorkflowFinishedError,
 )
 from .handlers import FunctionHandler
@@ -334,6 +336,10 @@ class Engine:
                 await session.commit()
             except ConflictError:
                 continue  # someone saved first: try again on what they saved
+            except UnstorableDataError as e:
+                raise UnstorableDataError(
+                    f"event {req.name!r} was not delivered, nothing was saved: {e}"
+                ) from e
             if buffered:
                 return None
             await self._run(session)
@@ -515,9 +521,11 @@ class Engine:
     async def edit(self, key: str, changes: Mapping[str, Any], *, who: str, why: str) -> Instance[Any]:
         """Change fields of an instance's workflow data (a repair), validated by its model.
 
-        ``changes`` maps field names to new values (as JSON values); the
-        result is validated by the workflow's class before it is saved, with
-        ``who`` and ``why`` in the history. Nothing runs.
+        ``changes`` maps field names to new values (as JSON values), applied
+        to the data as stored; the result is validated by the workflow's class
+        before it is saved, with ``who`` and ``why`` in the history. Nothing
+        runs. Stored data that no longer validates (a new version changed a
+        field's type) can be repaired this way: only the result must validate.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
@@ -525,13 +533,13 @@ class Engine:
             PayloadError: the changed data does not validate (nothing is saved).
         """
         with use_clock(self.clock):
-            async with self._turn(key) as session:
+            async with self._turn(key, load_data=False) as session:
                 if session.state.status in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED):
                     raise WorkflowFinishedError(
                         f"instance {session.id!r} is {session.state.status.value}; its data is final"
                     )
-                data = json.loads(session.wtype.encode(session.workflow))
-                unknown = sorted(set(changes) - set(data))
+                data = json.loads(session.stored_data)
+                unknown = sorted(set(changes) - set(data) - set(session.wtype.data_fields))
                 if unknown:
                     raise PayloadError(
                         f"instance {session.id!r}: {session.wtype.name} has no field(s) {', '.join(unknown)}",
@@ -601,6 +609,9 @@ class Engine:
                         await self._work_on(record)
                     except ProcflowError as e:
                         logger.warning("worker: instance %r: %s", record.id, e)
+                    except Exception:
+                        # A bug (procflow's, or a handler's that escaped it) stays with its instance.
+                        logger.exception("worker: instance %r: unexpected error", record.id)
         return len(records)
 
     async def run_worker(self, *, poll_interval: float = 0.5, batch: int = 20, lease: float = 60.0) -> None:
@@ -667,10 +678,26 @@ class Engine:
         while True:
             page = await self.store.list(workflow=workflow, status=statuses, after=after, limit=page_size)
             for record in page:
-                yield summarize(record)
+                yield self.summarize(record)
             if len(page) < page_size:
                 return
             after = page[-1].id
+
+    def summarize(self, record: InstanceRecord) -> InstanceSummary:
+        """The listing line of a stored row; its ``error`` says why it cannot be loaded.
+
+        A row whose state cannot be decoded, or whose data no longer validates
+        as its (registered) workflow class, is listed with ``error`` set.
+        """
+        summary = summarize(record)
+        wtype = self._types.get(record.workflow)
+        if summary.error or wtype is None:
+            return summary
+        try:
+            wtype.adapter.validate_json(record.data)
+        except Exception as e:
+            return dataclasses.replace(summary, error=f"stored data cannot be loaded: {type(e).__name__}")
+        return summary
 
     def dump_data(self, instance: Instance[Any]) -> str:
         """The instance's workflow data as JSON, as the store keeps it."""
@@ -694,21 +721,26 @@ class Engine:
         return self._decode(await self._record(key))
 
     @contextlib.asynccontextmanager
-    async def _turn(self, key: str) -> AsyncIterator[Session]:
+    async def _turn(self, key: str, *, load_data: bool = True) -> AsyncIterator[Session]:
         """Load the instance and hold its turn (see ``Turns``); loaded again if another task had it.
+
+        ``load_data=False`` leaves the workflow data as stored (``Session.stored_data``),
+        unvalidated, and ``Session.workflow`` ``None``.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
             ReentrantCallError: the calling task is running this instance.
         """
-        session = await self._load(key)
-        async with self._turns.take(session.id) as waited:
-            yield await self._reload(session) if waited else session
+        record = await self._record(key)
+        async with self._turns.take(record.id) as waited:
+            if waited:
+                record = await self.store.get(record.id)
+            yield self._decode(record, load_data=load_data)
 
     async def _reload(self, session: Session) -> Session:
         return self._decode(await self.store.get(session.id))
 
-    def _decode(self, record: InstanceRecord) -> Session:
+    def _decode(self, record: InstanceRecord, *, load_data: bool = True) -> Session:
         wtype = self._types.get(record.workflow)
         if wtype is None:
             raise UnknownWorkflowError(
@@ -722,7 +754,7 @@ class Engine:
             raise CorruptInstanceError(
                 f"instance {record.id!r}: its stored state cannot be decoded ({e}); repair or delete the row"
             ) from e
-        workflow = wtype.decode(record.id, record.data, state)
+        workflow = wtype.decode(record.id, record.data, state) if load_data else None
         return Session(
             self,
             wtype,
@@ -734,6 +766,7 @@ class Engine:
             updated_at=record.updated_at,
             meta=meta,
             stored_due_at=record.due_at,
+            stored_data=record.data,
         )
 
     # -- running -------------------------------------------------------------
@@ -848,7 +881,33 @@ class Engine:
                 in_flight = session.stored_due_at is not None and session.stored_due_at > self.clock.now()
                 if session.state.status != WorkflowStatus.RESUMING or in_flight:
                     return session
+            except UnstorableDataError as e:
+                return await self._unstorable(session, e)
         raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
+
+    async def _unstorable(self, session: Session, error: UnstorableDataError) -> Session:
+        """A run left data that cannot be stored: fail the instance, as its last commit left it.
+
+        The failure names the last step that ran (the one whose data could
+        not be saved), so that ``retry`` runs it again once its code is fixed.
+
+        Raises:
+            UnstorableDataError: the instance was never stored (``start``).
+        """
+        if session.version == 0:
+            raise error
+        step, thread = next(
+            ((h.name, h.thread) for h in reversed(session.history) if h.kind == "step"), ("", "")
+        )
+        stored = await self._reload(session)
+        stored.meta.retries.pop(thread, None)
+        stored.meta.failure = Failure(
+            step=step, thread=thread, error=f"UnstorableDataError: {error}", attempts=1, at=self.clock.now()
+        )
+        stored.transition("failed", step, thread, str(error))
+        logger.warning("instance %r failed: %s", stored.id, error)
+        await self._commit_quietly(stored)
+        return stored
 
     async def _resume(self, session: Session) -> bool:
         """``resume``; whether a failing step stopped it.

@@ -27,6 +27,7 @@ __all__ = [
     "StepError",
     "StoreError",
     "UnknownWorkflowError",
+    "UnstorableDataError",
     "WorkflowFinishedError",
 ]
 
@@ -156,6 +157,17 @@ class ReentrantCallError(ProcflowError):
     The engine's operations on one instance take turns, so that call would
     wait for the run that made it. Change the workflow's data in the step
     instead, or make the call from another task once the run is over.
+    """
+
+
+class UnstorableDataError(ProcflowError):
+    """The workflow's data cannot be stored: it does not serialise to JSON, or
+    its JSON would not validate back as the workflow's class (a ``None`` in a
+    ``list[str]`` field, say).
+
+    Nothing is saved. When a step left such data, the engine keeps the
+    instance as its last commit left it and marks it ``FAILED`` on that step,
+    so ``retry`` runs the step again once its code is fixed.
     """
 
 

@@ -91,8 +91,10 @@ class Instance(Generic[W]):
 class InstanceSummary:
     """One line of a listing: row metadata and where the instance is parked.
 
-    ``error`` is set (and ``parked`` empty) when the stored state cannot be
-    decoded; listing never fails because one row is corrupt.
+    ``error`` is set when the stored state cannot be decoded (``parked`` is
+    then empty) or, in ``Engine.list``, when the stored data no longer
+    validates as its workflow class; listing never fails because one row is
+    corrupt.
     """
 
     id: str

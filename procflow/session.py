@@ -47,6 +47,7 @@ class Session(RunHooks):
         updated_at: float | None = None,
         meta: Bookkeeping | None = None,
         stored_due_at: float | None = None,
+        stored_data: str = "",
     ) -> None:
         self.engine = engine
         self.wtype = wtype
@@ -60,6 +61,8 @@ class Session(RunHooks):
         # The due time the row had when it was loaded: for a run in flight,
         # when it counts as abandoned.
         self.stored_due_at = stored_due_at
+        # The workflow data as the row holds it (JSON), for repairs of data that no longer loads.
+        self.stored_data = stored_data
         self.dirty = False
         # Whether user code with side effects ran since the last commit: its
         # result must be committed before the next one runs.
@@ -145,7 +148,7 @@ class Session(RunHooks):
             id=self.state.id,
             workflow=self.wtype.name,
             status=self.status.value,
-            data=self.wtype.encode(self.workflow),
+            data=self.wtype.encode(self.workflow, self.state.id),
             state=encode_state(self.state),
             version=self.version,
             correlation_id=self.correlation_id,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
-from .errors import CorruptInstanceError, DefinitionError
+from .errors import CorruptInstanceError, DefinitionError, UnstorableDataError
 from .state import State
 
 __all__ = ["WorkflowType"]
@@ -36,17 +38,48 @@ class WorkflowType:
                 f"pydantic can serialise: {e}"
             ) from e
         self.state_fields = _state_fields(cls)
+        self.data_fields = tuple(name for name in _field_names(cls) if name not in self.state_fields)
 
-    def encode(self, workflow: Any) -> str:
-        """The workflow's data as JSON, without its ``State`` fields."""
+    def encode(self, workflow: Any, instance_id: str = "") -> str:
+        """The workflow's data as JSON, without its ``State`` fields.
+
+        The JSON is validated back as the class before it is returned, so that
+        nothing is stored that could not be loaded again.
+
+        Raises:
+            UnstorableDataError: the data does not serialise, or its JSON does
+                not validate as the class.
+        """
         exclude = set(self.state_fields) or None
-        return self.adapter.dump_json(workflow, exclude=exclude).decode()
+        of = f" of instance {instance_id!r}" if instance_id else ""
+        try:
+            data = self.adapter.dump_json(workflow, exclude=exclude)
+        except (PydanticSerializationError, ValueError, TypeError) as e:
+            raise UnstorableDataError(
+                f"the data{of} cannot be stored: it does not serialise as workflow {self.name!r} "
+                f"({type(e).__name__}: {e}); keep the fields to values pydantic can dump to JSON"
+            ) from e
+        try:
+            self.adapter.validate_json(data)
+        except ValidationError as e:
+            raise UnstorableDataError(
+                f"the data{of} cannot be stored: its JSON would not load back as workflow "
+                f"{self.name!r} ({e.error_count()} error(s): {_summary(e)}); keep each field to "
+                "what its annotation allows"
+            ) from e
+        except Exception as e:  # a validator of the class raised something else
+            raise UnstorableDataError(
+                f"the data{of} cannot be stored: loading its JSON as workflow {self.name!r} "
+                f"raised {type(e).__name__}: {e}"
+            ) from e
+        return data.decode()
 
     def decode(self, instance_id: str, data: str, state: State) -> Any:
         """A workflow object from stored JSON, with ``state`` in its ``State`` fields.
 
         Raises:
-            CorruptInstanceError: the data does not validate against the class.
+            CorruptInstanceError: the data does not validate against the class
+                (or one of its validators raised).
         """
         try:
             workflow = self.adapter.validate_json(data)
@@ -56,6 +89,11 @@ class WorkflowType:
                 f"{self.name!r} ({e.error_count()} error(s): {e.errors(include_url=False)[:3]}); "
                 "repair the row or make the class accept it"
             ) from e
+        except Exception as e:  # a validator of the class raised something else
+            raise CorruptInstanceError(
+                f"instance {instance_id!r}: loading its stored data as workflow {self.name!r} raised "
+                f"{type(e).__name__}: {e}; repair the row or fix the class's validators"
+            ) from e
         self.attach(workflow, state)
         return workflow
 
@@ -63,6 +101,23 @@ class WorkflowType:
         """Put ``state`` into the workflow's ``State`` fields."""
         for name in self.state_fields:
             object.__setattr__(workflow, name, state)
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        for e in error.errors(include_url=False)[:3]
+    )
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    """The fields of a pydantic model or a dataclass, in order."""
+    fields = getattr(cls, "model_fields", None)
+    if fields is not None:
+        return tuple(fields)
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return ()
 
 
 def _state_fields(cls: type[Any]) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from ..errors import (
     WorkflowFinishedError,
 )
 from ..ids import new_id
-from ..instance import Instance, summarize
+from ..instance import Instance
 from .body import NO_BODY, read_json
 from .catalog import Catalog, WorkflowEntry
 from .errors import RequestValidationError, UnknownEvent
@@ -94,7 +94,7 @@ class Management:
         records = await self.engine.store.list(
             workflow=workflow, status=statuses, after=after, limit=limit + 1
         )
-        items = [summary_view(summarize(r), base_path(request)) for r in records[:limit]]
+        items = [summary_view(self.engine.summarize(r), base_path(request)) for r in records[:limit]]
         next_url = None
         if len(records) > limit:
             query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]

@@ -29,6 +29,7 @@ from ..errors import (
     StepError,
     StoreError,
     UnknownWorkflowError,
+    UnstorableDataError,
     WorkflowFinishedError,
 )
 from .errors import (
@@ -67,6 +68,7 @@ STATUS_BY_ERROR: Final[tuple[tuple[type[ProcflowError], int], ...]] = (
     (HandlerError, 500),
     (DefinitionError, 500),
     (CorruptInstanceError, 500),
+    (UnstorableDataError, 500),
     (StoreError, 503),
 )
 

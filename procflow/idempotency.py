@@ -31,12 +31,15 @@ _DIGEST_LENGTH = 64
 def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
     """A SHA-256 digest of a send's request, for telling a repeat from another request.
 
-    The payload is taken as JSON (``repr`` for a value that has none), so a
-    repeat must send it in the same form: a dict and its JSON text differ.
+    The payload is taken as JSON values with the keys of its objects sorted,
+    so a repeat may list them in another order (``repr`` for a value that has
+    no JSON form). A dict and its JSON text still differ: send a payload in
+    the same form each time.
     """
     try:
-        body = _ANY.dump_json(payload).decode()
-    except PydanticSerializationError:
+        value = _ANY.dump_python(payload, mode="json")
+        body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (PydanticSerializationError, TypeError, ValueError):
         body = repr(payload)
     request = json.dumps([event, thread_id, pc, body])
     return hashlib.sha256(request.encode()).hexdigest()

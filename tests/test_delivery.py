@@ -115,6 +115,7 @@ class Till:
 
 class Amount(BaseModel):
     cents: int
+    currency: str = "EUR"
 
 
 @dataclass
@@ -407,6 +408,16 @@ async def test_an_idempotency_key_sent_again_with_another_payload_is_refused_and
         await engine.send("t", "pay", 250, idempotency_key="charge-1")
     assert CALLS == ["pay:100"]
     assert (await engine.store.get("t")).version == version
+
+
+async def test_a_repeat_whose_payload_lists_its_keys_in_another_order_is_the_same_request(
+    engine: Engine,
+) -> None:
+    await engine.start(Strict(), id="s")
+    first = await engine.send("s", "pay", {"cents": 100, "currency": "EUR"}, idempotency_key="charge-1")
+    again = await engine.send("s", "pay", {"currency": "EUR", "cents": 100}, idempotency_key="charge-1")
+    assert again == first == 100
+    assert (await engine.get("s")).data.log == ["reserve", "hold", "paid 100", "ship"]
 
 
 async def test_an_idempotency_key_sent_again_for_another_thread_is_refused(engine: Engine) -> None:

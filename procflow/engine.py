@@ -883,7 +883,26 @@ class Engine:
                     return session
             except UnstorableDataError as e:
                 return await self._unstorable(session, e)
+            except DefinitionError as e:
+                return await self._definition_failed(session, e)
         raise ConflictError(f"instance {session.id!r} changed on every attempt to resume it; try again")
+
+    async def _definition_failed(self, session: Session, error: DefinitionError) -> Session:
+        """The definition cannot run the instance on (a loop that never parks, a position
+        lost by a deploy): fail it, at its last checkpoint, until a fix and ``retry`` (or ``goto``).
+
+        Raises:
+            DefinitionError: the instance was never stored (``start``).
+        """
+        if session.version == 0:
+            raise error
+        session.meta.failure = Failure(
+            step="", thread="", error=f"DefinitionError: {error}", attempts=1, at=self.clock.now()
+        )
+        session.transition("failed", detail=f"DefinitionError: {error}")
+        logger.warning("instance %r failed: %s", session.id, error)
+        await self._commit_quietly(session)
+        return session
 
     async def _unstorable(self, session: Session, error: UnstorableDataError) -> Session:
         """A run left data that cannot be stored: fail the instance, as its last commit left it.

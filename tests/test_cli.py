@@ -268,6 +268,36 @@ def test_a_retry_whose_step_fails_again_exits_1_saying_so(tmp_path: Path, failed
     assert result.stdout.startswith("c-1: FAILED (step 'charge' failed after ")
 
 
+LOOPING = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Poll:
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("ready", pf.OnEvent("go", lambda: None)),
+            pf.For("poll", True, pf.S()),
+        )
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Poll])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Poll]) as e:
+        await e.start(Poll(), id="p-1")
+        await e.send("p-1", "go")
+"""
+
+
+def test_show_of_an_instance_its_definition_failed_says_why_and_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "looping.py").write_text(LOOPING)
+    url = f"sqlite:///{tmp_path / 'looping.db'}"
+    seed(tmp_path, "looping", url)
+    out = procflow(tmp_path, "--db", url, "--app", "looping:engine", "show", "p-1").stdout
+    assert "retries         the run failed: DefinitionError: " in out
+    assert "For 'poll'" in out and "(fix the definition, then retry)" in out
+
+
 CANCEL_FAILING = """
 from dataclasses import dataclass
 import procflow as pf

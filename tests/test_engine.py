@@ -319,6 +319,69 @@ async def test_a_definition_without_the_parked_position_raises_definition_error(
             await engine.send("o-1", "approve", {"approver": "ann"})
 
 
+# Whether Fanout's Go gives each worker thread an id of its own (the fix of its bug).
+DISTINCT_WORKER_IDS: list[bool] = [False]
+
+
+@dataclass
+class Fanout:
+    """Waits for "go", then starts two workers from a loop: without distinct ids the second is refused."""
+
+    started: int = 0
+    done: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        worker_id = (lambda: f"worker-{self.started}") if DISTINCT_WORKER_IDS[0] else None
+        return pf.S(
+            pf.Wait("ready", pf.OnEvent("go", lambda: "going")),
+            pf.For(
+                "spawn",
+                lambda: self.started < 2,
+                pf.Step("count", self.count),
+                pf.Go("worker", pf.Step("work", lambda: self.done.append("work")), id=worker_id),
+            ),
+            pf.WaitFor("all done", lambda: len(self.done) == 2),
+        )
+
+    def count(self) -> None:
+        self.started += 1
+
+
+@pytest.fixture
+async def fanout(store: Store) -> AsyncIterator[Engine]:
+    DISTINCT_WORKER_IDS[0] = False
+    async with Engine(store, workflows=[Fanout]) as engine:
+        await engine.start(Fanout(), id="f-1")
+        yield engine
+
+
+async def test_a_definition_that_fails_mid_run_fails_the_instance_and_says_why(fanout: Engine) -> None:
+    assert await fanout.send("f-1", "go") == "going"  # delivered: the failure came after
+    inst = await fanout.get("f-1")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None
+    assert inst.failure.error.startswith("DefinitionError: ") and "'worker'" in inst.failure.error
+    assert [h.kind for h in await fanout.history("f-1")][-1] == "failed"
+    assert [s.id async for s in fanout.list(status="FAILED")] == ["f-1"]
+
+
+async def test_an_instance_failed_by_its_definition_keeps_its_last_checkpoint(fanout: Engine) -> None:
+    await fanout.send("f-1", "go")
+    inst = await fanout.get("f-1")
+    assert inst.data.started == 2  # the second count ran and was saved; its Go was refused
+    assert [t.id for t in inst.state.threads] == [pf.MAIN_THREAD, "worker"]
+
+
+async def test_retry_runs_an_instance_failed_by_its_definition_once_the_definition_is_fixed(
+    fanout: Engine,
+) -> None:
+    await fanout.send("f-1", "go")
+    DISTINCT_WORKER_IDS[0] = True
+    inst = await fanout.retry("f-1")
+    assert inst.status == pf.WorkflowStatus.FINISHED
+    assert inst.data.done == ["work", "work"]
+
+
 async def test_data_that_no_longer_validates_raises_corrupt_instance(store: Store) -> None:
     async with Engine(store, workflows=[Order]) as engine:
         await engine.start(Order(), id="o-1")

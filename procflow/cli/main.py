@@ -393,6 +393,8 @@ def _retry_note(inst: Instance[Any]) -> str:
     failure = inst.failure
     if failure is not None and inst.state.cancelling:
         return f"the compensation of step {failure.step!r} failed: {failure.error}"
+    if failure is not None and not failure.step:  # the definition could not run it on
+        return f"the run failed: {failure.error} (fix the definition, then retry)"
     if failure is not None:
         return f"step {failure.step!r} failed after {failure.attempts} attempt(s): {failure.error}"
     if inst.meta.retry_at is not None:

@@ -142,6 +142,52 @@ def test_a_command_that_reads_instances_refuses_a_sqlite_file_that_does_not_exis
     assert not (tmp_path / "typo.db").exists()
 
 
+def test_a_command_refuses_the_sqlite_file_of_an_app_engine_that_does_not_exist(tmp_path: Path) -> None:
+    (tmp_path / "fileapp.py").write_text(
+        "import procflow as pf\nengine = pf.Engine(pf.SQLiteStore('elsewhere.db'), workflows=[])\n"
+    )
+    result = procflow(tmp_path, "--app", "fileapp:engine", "list")
+    assert result.returncode == 1
+    assert "there is no SQLite database at elsewhere.db" in result.stderr
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        pytest.param(
+            "class Purchase:\n    def __init__(self, item: str) -> None: ...\n",
+            "--app 'badapp:Purchase' is the class Purchase, not a procflow.Engine",
+            id="a class",
+        ),
+        pytest.param(
+            "def Purchase():\n    raise RuntimeError('no config')\n",
+            "--app 'badapp:Purchase': calling it for the engine raised RuntimeError: no config",
+            id="a function that raises",
+        ),
+        pytest.param(
+            "raise RuntimeError('no config')\n",
+            "importing 'badapp' for --app raised RuntimeError: no config",
+            id="a module that raises",
+        ),
+    ],
+)
+def test_an_app_that_yields_no_engine_exits_1_with_a_one_line_error(
+    tmp_path: Path, source: str, error: str
+) -> None:
+    (tmp_path / "badapp.py").write_text(source)
+    result = procflow(tmp_path, "--app", "badapp:Purchase", "list")
+    assert result.returncode == 1
+    assert error in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_send_of_a_payload_that_is_not_json_says_how_to_quote_a_string(demo_dir: Path) -> None:
+    result = procflow(demo_dir, "send", "order-004", "approve", "ann")
+    assert result.returncode == 1
+    assert "the payload is not valid JSON" in result.stderr and "'\"ann\"'" in result.stderr
+
+
 def test_an_unknown_workflow_without_app_says_to_pass_app(tmp_path: Path, failed: str) -> None:
     result = procflow(tmp_path, "--db", failed, "show", "c-1")
     assert result.returncode == 1
@@ -253,6 +299,35 @@ def failed(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'failing.db'}"
     seed(tmp_path, "failing", url)
     return url
+
+
+BUFFERING = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Parcel:
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("packed", pf.OnEvent("pack", lambda: None)),
+            pf.Wait("payment", pf.OnEvent("paid", lambda: "thanks", buffer=True)),
+        )
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Parcel])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Parcel]) as e:
+        await e.start(Parcel(), id="p-1")
+"""
+
+
+def test_send_of_an_event_that_is_buffered_says_so(tmp_path: Path) -> None:
+    (tmp_path / "buffering.py").write_text(BUFFERING)
+    url = f"sqlite:///{tmp_path / 'parcels.db'}"
+    seed(tmp_path, "buffering", url)
+    out = ok(tmp_path, "--db", url, "--app", "buffering:engine", "send", "p-1", "paid")
+    assert out.startswith("buffered: no thread is parked on 'paid' yet; it is delivered once one is")
+    assert "p-1: WAITING" in out
 
 
 def test_show_of_a_failed_instance_says_which_step_failed_and_why(tmp_path: Path, failed: str) -> None:

@@ -20,7 +20,7 @@ from ..engine import Engine
 from ..errors import ProcflowError, UnknownWorkflowError
 from ..instance import Instance
 from ..state import MAIN_THREAD, WorkflowStatus
-from ..stores import open_store
+from ..stores import SQLiteStore, open_store
 from ..zero_values import zeroed
 from . import operations
 from .demo import DemoOrder, run_demo
@@ -188,6 +188,11 @@ def _import(target: str, what: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise CommandError(f"cannot import {module_name!r} for {what}: {e}") from e
+    except Exception as e:  # the module's own code raised while it was imported
+        raise CommandError(
+            f"importing {module_name!r} for {what} raised {type(e).__name__}: {e}; "
+            f"run `python -c 'import {module_name}'` to see where"
+        ) from e
     finally:
         sys.path.pop(0)
     try:
@@ -216,13 +221,25 @@ def _engine(args: argparse.Namespace) -> Engine:
     app: Engine | None = None
     if args.app:
         app = _import(args.app, "--app")
+        if isinstance(app, type) and not issubclass(app, Engine):
+            raise CommandError(
+                f"--app {args.app!r} is the class {app.__qualname__}, not a procflow.Engine; "
+                "point it at the module's engine (module:engine) or a function that returns one"
+            )
         if callable(app) and not isinstance(app, Engine):
-            app = app()
+            try:
+                app = app()
+            except Exception as e:
+                raise CommandError(
+                    f"--app {args.app!r}: calling it for the engine raised {type(e).__name__}: {e}"
+                ) from e
         if not isinstance(app, Engine):
             raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
     url = args.db or os.environ.get("PROCFLOW_DB")
     if app is not None and not url:
         store = app.store
+        if isinstance(store, SQLiteStore) and args.command not in _MAY_CREATE_THE_STORE:
+            _require_existing_sqlite_file(f"sqlite:///{store.path}")
     else:
         url = url or DEFAULT_DB
         if args.command not in _MAY_CREATE_THE_STORE:
@@ -235,9 +252,11 @@ def _engine(args: argparse.Namespace) -> Engine:
     return engine
 
 
-def _describe_store(args: argparse.Namespace) -> str:
-    url = args.db or os.environ.get("PROCFLOW_DB") or DEFAULT_DB
-    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+def _describe_store(store: Any) -> str:
+    """Where the store keeps its instances, for banners: a SQLite file's path, else the store's class."""
+    if isinstance(store, SQLiteStore):
+        return store.path
+    return type(store).__name__
 
 
 def _when(ts: float) -> str:
@@ -270,7 +289,7 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             who = args.who or operations.default_who()
             await operations.edit(engine, args.id, changes, who=who, why=args.why, style=style)
         elif args.command == "demo":
-            await run_demo(engine, where=_describe_store(args), style=style)
+            await run_demo(engine, where=_describe_store(engine.store), style=style)
         elif args.command == "list":
             await _list(engine, args, style)
         elif args.command == "show":
@@ -281,10 +300,19 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
                 try:
                     payload = json.loads(args.payload)
                 except json.JSONDecodeError as e:
-                    raise CommandError(f"the payload is not valid JSON: {e}") from e
+                    raise CommandError(
+                        f"the payload is not valid JSON: {e}; quote a string as JSON, e.g. "
+                        f"'{json.dumps(args.payload)}'"
+                    ) from e
             reply = await engine.send(args.id, args.event, payload, thread_id=args.thread)
-            print(json.dumps(reply, default=str) if reply is not None else "delivered")
             inst = await engine.get(args.id)
+            if reply is None and any(item.event == args.event for item in inst.inbox):
+                print(
+                    f"buffered: no thread is parked on {args.event!r} yet; it is delivered once one is "
+                    f"({len(inst.inbox)} event(s) in the inbox)"
+                )
+            else:
+                print(json.dumps(reply, default=str) if reply is not None else "delivered")
             print(f"{inst.id}: {style.status(inst.status.value)}")
         elif args.command == "retry":
             inst = await engine.retry(args.id)
@@ -302,7 +330,11 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
 
 async def _worker(engine: Engine, args: argparse.Namespace) -> None:
     """Run the worker until SIGTERM or SIGINT; the batch in hand is finished first."""
-    print(f"procflow worker: polling every {args.poll}s; stop with SIGTERM or Ctrl-C", file=sys.stderr)
+    print(
+        f"procflow worker: polling {_describe_store(engine.store)} every {args.poll}s; "
+        "stop with SIGTERM or Ctrl-C",
+        file=sys.stderr,
+    )
     if not args.quiet:
         _print_transitions()
     async with anyio.create_task_group() as tg:

@@ -103,10 +103,13 @@ def _known_statuses(
     if status is None:
         return None
     given = [status] if isinstance(status, str) else builtins.list(status)
+    values = []
     for s in given:
-        if s not in _STATUS_VALUES:
+        value = s.value if isinstance(s, WorkflowStatus) else str(s).upper()
+        if value not in _STATUS_VALUES:
             raise ValueError(f"unknown status {s!r}; the statuses are {', '.join(_STATUS_VALUES)}")
-    return [str(s) for s in given]
+        values.append(value)
+    return values
 
 
 def _thread_body_of(root: Stmt, name: str) -> str:
@@ -137,6 +140,11 @@ class Engine:
     ``LoggingObserver``; pass ``[]`` for none, or add an
     ``OpenTelemetryObserver``). Use the engine as an async context manager,
     or call ``open()`` and ``close()``.
+
+    Raises:
+        TypeError: ``store`` is not a store, or ``workflows`` is one class
+            rather than a list of them (the arguments swapped, say).
+        DefinitionError: a class is not a workflow pydantic can store.
     """
 
     def __init__(
@@ -151,6 +159,15 @@ class Engine:
         setup_retry_delay: float = 30.0,
         observers: Sequence[Observer] | None = None,
     ) -> None:
+        if not all(callable(getattr(store, m, None)) for m in ("insert", "update", "lookup", "claim_due")):
+            raise TypeError(
+                f"Engine's first argument is the store, got {store!r}; "
+                "write Engine(store, workflows=[...]), e.g. Engine(SQLiteStore('app.db'), workflows=[Order])"
+            )
+        if isinstance(workflows, type) or isinstance(workflows, (str, bytes)):
+            raise TypeError(
+                f"workflows is a list of workflow classes, got {workflows!r}; write workflows=[...]"
+            )
         self.store = store
         self.observers: list[Observer] = [LoggingObserver()] if observers is None else list(observers)
         self.clock: Clock = clock or SystemClock()
@@ -240,10 +257,20 @@ class Engine:
         shows it), or fails the instance (status ``FAILED``).
 
         Raises:
+            TypeError: ``workflow`` is a class rather than an object of it, or
+                ``id`` or ``correlation_id`` is not a str.
             UnknownWorkflowError: the workflow's class is not registered.
             DuplicateInstanceError: the id or correlation id is taken.
             DefinitionError: the definition is invalid.
         """
+        if isinstance(workflow, type):
+            raise TypeError(
+                f"start takes a workflow object, got the class {workflow.__qualname__}; "
+                f"write start({workflow.__qualname__}(...))"
+            )
+        for what, key in (("id", id), ("correlation_id", correlation_id)):
+            if key is not None and not isinstance(key, str):
+                raise TypeError(f"start: {what} must be a str, got {type(key).__name__} {key!r}")
         wtype = self._by_class.get(type(workflow))
         if wtype is None:
             raise UnknownWorkflowError(

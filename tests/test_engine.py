@@ -224,11 +224,40 @@ async def test_list_filters_by_status_and_pages_through_everything(engine: Engin
     assert finished[0].describe_parked() == ""
 
 
-@pytest.mark.parametrize("status", ["waiting", "BOGUS"])
+@pytest.mark.parametrize("status", ["BOGUS", "waitng"])
 async def test_list_refuses_a_status_that_is_no_workflow_status(engine: Engine, status: str) -> None:
     await engine.start(Order(), id="o-1")
     with pytest.raises(ValueError, match=f"unknown status '{status}'; the statuses are RESUMING, WAITING"):
         [s async for s in engine.list(status=status)]
+
+
+async def test_list_takes_a_status_in_any_case(engine: Engine) -> None:
+    await engine.start(Order(), id="o-1")
+    assert [s.id async for s in engine.list(status="waiting")] == ["o-1"]
+
+
+async def test_an_engine_whose_arguments_are_swapped_says_how_to_write_it(store: Store) -> None:
+    with pytest.raises(
+        TypeError, match=r"first argument is the store.*Engine\(store, workflows=\[\.\.\.\]\)"
+    ):
+        Engine([Order], store)  # type: ignore[arg-type]
+
+
+async def test_workflows_given_as_one_class_are_refused(store: Store) -> None:
+    with pytest.raises(TypeError, match=r"write workflows=\[\.\.\.\]"):
+        Engine(store, workflows=Order)  # type: ignore[arg-type]
+
+
+async def test_start_of_a_class_rather_than_an_object_says_to_make_one(engine: Engine) -> None:
+    with pytest.raises(TypeError, match=r"got the class Order; write start\(Order\(\.\.\.\)\)"):
+        await engine.start(Order)
+    assert [s async for s in engine.list()] == []
+
+
+@pytest.mark.parametrize("key", ["id", "correlation_id"])
+async def test_start_refuses_an_id_or_correlation_id_that_is_not_a_str(engine: Engine, key: str) -> None:
+    with pytest.raises(TypeError, match=f"start: {key} must be a str, got int 42"):
+        await engine.start(Order(), **{key: 42})  # type: ignore[arg-type]
 
 
 async def test_list_summaries_say_where_each_instance_is_parked(engine: Engine) -> None:

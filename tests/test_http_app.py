@@ -234,6 +234,12 @@ async def test_list_filters_by_workflow_and_status(env: Env) -> None:
     assert [i["id"] for i in r.json()["items"]] == ["o-1", "o-2"]
 
 
+async def test_list_takes_a_status_in_any_case(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.get("/instances", params={"status": "waiting"})
+    assert [i["id"] for i in r.json()["items"]] == ["o-1"]
+
+
 async def test_list_pages_by_id_with_a_next_link(env: Env) -> None:
     for n in range(5):
         await start_order(env, f"o-{n}")

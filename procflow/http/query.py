@@ -34,15 +34,15 @@ def int_param(request: Request, name: str, default: int, *, low: int, high: int)
 
 
 def statuses_param(request: Request) -> list[str] | None:
-    """The ``status`` filters (repeatable), or ``None`` for any status.
+    """The ``status`` filters (repeatable, any case), or ``None`` for any status.
 
     Raises:
         BadRequest: one is not a ``WorkflowStatus``.
     """
-    values = request.query_params.getlist("status")
+    values = [v.upper() for v in request.query_params.getlist("status")]
     for v in values:
         if v not in _STATUSES:
-            raise BadRequest(f"status must be one of {sorted(_STATUSES)}, got {v!r}")
+            raise BadRequest(f"status must be one of {sorted(_STATUSES)} (any case), got {v.lower()!r}")
     return values or None
 
 

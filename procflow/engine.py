@@ -164,7 +164,7 @@ class Engine:
                 f"Engine's first argument is the store, got {store!r}; "
                 "write Engine(store, workflows=[...]), e.g. Engine(SQLiteStore('app.db'), workflows=[Order])"
             )
-        if isinstance(workflows, type) or isinstance(workflows, (str, bytes)):
+        if isinstance(workflows, (type, str, bytes)):
             raise TypeError(
                 f"workflows is a list of workflow classes, got {workflows!r}; write workflows=[...]"
             )

@@ -1110,16 +1110,24 @@ def _undeliverable(req: CallbackRequest, state: State, stale: WaitEvent | None) 
             f"{_instance(state)} is parked on it at pc {stale.req.pc}; send that pc, or none (0) "
             "for whichever parking is current"
         )
-    parked = sorted(
-        {
-            e.req.name
-            for t in state.threads
-            if t.status == _WAITING_EVENT and (not req.thread_id or t.id == req.thread_id)
-            for e in t.wait_events
-            if e.status in _PARKED_EVENT
-        }
-    )
-    now = f"parked events: {', '.join(map(repr, parked))}" if parked else "nothing is parked"
+    events = [
+        (t.id, e.req.name)
+        for t in state.threads
+        if t.status == _WAITING_EVENT
+        for e in t.wait_events
+        if e.status in _PARKED_EVENT
+    ]
+    parked = sorted({name for thread, name in events if not req.thread_id or thread == req.thread_id})
+    if parked:
+        now = f"parked events: {', '.join(map(repr, parked))}"
+    elif req.thread_id and events:
+        elsewhere = sorted({f"{name!r} in thread {thread!r}" for thread, name in events})
+        now = f"it is parked on no event; other threads are: {', '.join(elsewhere)}"
+    else:
+        conditions = sorted(t.cur_step for t in state.threads if t.status == _WAITING_CONDITION)
+        now = "no event is parked"
+        if conditions:
+            now += f"; threads wait for conditions: {', '.join(map(repr, conditions))}"
     if req.thread_id:
         return CallbackNotFound(
             f"thread {req.thread_id!r} of {_instance(state)} is not parked on event {req.name!r} "

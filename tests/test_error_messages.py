@@ -183,11 +183,28 @@ async def test_callback_not_found_lists_the_events_that_are_parked() -> None:
 
 
 @pytest.mark.anyio
-async def test_callback_not_found_says_when_nothing_is_parked() -> None:
+async def test_callback_not_found_says_when_no_event_is_parked_and_which_conditions_are_waited_for() -> None:
     wf = Flow(lambda f: pf.S(pf.WaitFor("never", lambda: False)))
     await run(wf)
-    with pytest.raises(pf.CallbackNotFound, match=r"on event 'approve' \(nothing is parked\); "):
+    with pytest.raises(
+        pf.CallbackNotFound,
+        match=r"on event 'approve' \(no event is parked; threads wait for conditions: 'never'\); ",
+    ):
         await deliver(wf, "approve")
+
+
+@pytest.mark.anyio
+async def test_callback_not_found_for_a_thread_parked_on_nothing_names_what_other_threads_are_parked_on() -> (
+    None
+):
+    wf = Flow(lambda f: pf.S(parked_on("approve")))
+    await run(wf)
+    with pytest.raises(
+        pf.CallbackNotFound,
+        match=r"thread 'helper' of 'flow' 'flow-1' is not parked on event 'approve' \(it is parked on no "
+        r"event; other threads are: 'approve' in thread '_main_', 'deny' in thread '_main_'\)",
+    ):
+        await pf.handle_callback(pf.CallbackRequest(name="approve", thread_id="helper"), wf, wf.state, None)
 
 
 @pytest.mark.anyio

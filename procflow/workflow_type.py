@@ -59,19 +59,12 @@ class WorkflowType:
                 f"the data{of} cannot be stored: it does not serialise as workflow {self.name!r} "
                 f"({type(e).__name__}: {e}); keep the fields to values pydantic can dump to JSON"
             ) from e
-        try:
-            self.adapter.validate_json(data)
-        except ValidationError as e:
+        _, error = self._load(data)
+        if error is not None:
             raise UnstorableDataError(
                 f"the data{of} cannot be stored: its JSON would not load back as workflow "
-                f"{self.name!r} ({e.error_count()} error(s): {_summary(e)}); keep each field to "
-                "what its annotation allows"
-            ) from e
-        except Exception as e:  # a validator of the class raised something else
-            raise UnstorableDataError(
-                f"the data{of} cannot be stored: loading its JSON as workflow {self.name!r} "
-                f"raised {type(e).__name__}: {e}"
-            ) from e
+                f"{self.name!r} ({_problem(error)}); keep each field to what its annotation allows"
+            ) from error
         return data.decode()
 
     def decode(self, instance_id: str, data: str, state: State) -> Any:
@@ -79,23 +72,23 @@ class WorkflowType:
 
         Raises:
             CorruptInstanceError: the data does not validate against the class
-                (or one of its validators raised).
+                (or one of its validators raised; the error is chained).
         """
-        try:
-            workflow = self.adapter.validate_json(data)
-        except ValidationError as e:
+        workflow, error = self._load(data)
+        if error is not None:
             raise CorruptInstanceError(
-                f"instance {instance_id!r}: its stored data does not validate as workflow "
-                f"{self.name!r} ({e.error_count()} error(s): {e.errors(include_url=False)[:3]}); "
-                "repair the row or make the class accept it"
-            ) from e
-        except Exception as e:  # a validator of the class raised something else
-            raise CorruptInstanceError(
-                f"instance {instance_id!r}: loading its stored data as workflow {self.name!r} raised "
-                f"{type(e).__name__}: {e}; repair the row or fix the class's validators"
-            ) from e
+                f"instance {instance_id!r}: its stored data does not load as workflow {self.name!r} "
+                f"({_problem(error)}); repair the row (procflow edit) or make the class accept it"
+            ) from error
         self.attach(workflow, state)
         return workflow
+
+    def _load(self, data: str | bytes) -> tuple[Any, Exception | None]:
+        """The workflow object of JSON ``data``, or what its validation raised."""
+        try:
+            return self.adapter.validate_json(data), None
+        except Exception as e:  # a ValidationError, or whatever a validator of the class raised
+            return None, e
 
     def attach(self, workflow: Any, state: State) -> None:
         """Put ``state`` into the workflow's ``State`` fields."""
@@ -103,11 +96,15 @@ class WorkflowType:
             object.__setattr__(workflow, name, state)
 
 
-def _summary(error: ValidationError) -> str:
-    return "; ".join(
+def _problem(error: Exception) -> str:
+    """Why data did not load, for messages: pydantic's first errors, or what a validator raised."""
+    if not isinstance(error, ValidationError):
+        return f"{type(error).__name__}: {error}"
+    first = "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
         for e in error.errors(include_url=False)[:3]
     )
+    return f"{error.error_count()} error(s): {first}"
 
 
 def _field_names(cls: type[Any]) -> tuple[str, ...]:

@@ -369,6 +369,15 @@ async def test_recover_leaves_a_step_waiting_for_its_backoff_and_does_not_list_i
     assert TRIES["p"] == 2
 
 
+async def _trip_whose_cancel_was_cut_short(engine: Engine) -> None:
+    """Trip "t", FAILED on its payment, then cancelled with compensation: the hotel is undone,
+    the airline is down, so the flight's compensation raises."""
+    await engine.start(Trip(id="t"), id="t")
+    CANCEL_FLIGHT_FAILURES["t"] = 1
+    with pytest.raises(pf.StepError):
+        await engine.cancel("t", reason="trip dropped", compensate=True)
+
+
 async def test_a_cancel_of_a_failed_instance_cut_short_leaves_it_failed(
     engine: Engine, clock: TestClock
 ) -> None:
@@ -389,10 +398,7 @@ async def test_a_cancel_of_a_failed_instance_cut_short_leaves_it_failed(
 async def test_a_cancel_of_a_failed_instance_cut_short_carries_on_when_called_again(
     engine: Engine, clock: TestClock
 ) -> None:
-    await engine.start(Trip(id="t"), id="t")
-    CANCEL_FLIGHT_FAILURES["t"] = 1
-    with pytest.raises(pf.StepError):
-        await engine.cancel("t", reason="trip dropped", compensate=True)
+    await _trip_whose_cancel_was_cut_short(engine)
     inst = await engine.cancel("t", reason="trip dropped", compensate=True)
     assert inst.status == pf.WorkflowStatus.CANCELLED
     assert inst.failure is None
@@ -402,10 +408,7 @@ async def test_a_cancel_of_a_failed_instance_cut_short_carries_on_when_called_ag
 async def test_a_cancel_called_again_without_compensate_still_compensates_what_is_left(
     engine: Engine,
 ) -> None:
-    await engine.start(Trip(id="t"), id="t")
-    CANCEL_FLIGHT_FAILURES["t"] = 1
-    with pytest.raises(pf.StepError):
-        await engine.cancel("t", reason="trip dropped", compensate=True)
+    await _trip_whose_cancel_was_cut_short(engine)
     inst = await engine.cancel("t", reason="changed my mind")
     assert inst.status == pf.WorkflowStatus.CANCELLED
     assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
@@ -413,10 +416,7 @@ async def test_a_cancel_called_again_without_compensate_still_compensates_what_i
 
 
 async def test_a_cancel_called_again_keeps_the_first_reason(engine: Engine) -> None:
-    await engine.start(Trip(id="t"), id="t")
-    CANCEL_FLIGHT_FAILURES["t"] = 1
-    with pytest.raises(pf.StepError):
-        await engine.cancel("t", reason="trip dropped", compensate=True)
+    await _trip_whose_cancel_was_cut_short(engine)
     inst = await engine.cancel("t", reason="again")
     assert inst.state.reason == "trip dropped"
 
@@ -440,10 +440,7 @@ async def test_an_instance_being_cancelled_accepts_no_event(engine: Engine) -> N
 async def test_retry_carries_on_the_cancel_of_an_instance_whose_compensation_failed(
     engine: Engine,
 ) -> None:
-    await engine.start(Trip(id="t"), id="t")
-    CANCEL_FLIGHT_FAILURES["t"] = 1
-    with pytest.raises(pf.StepError):
-        await engine.cancel("t", reason="trip dropped", compensate=True)
+    await _trip_whose_cancel_was_cut_short(engine)
     inst = await engine.retry("t")
     assert inst.status == pf.WorkflowStatus.CANCELLED
     assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]

@@ -133,9 +133,10 @@ async def test_a_body_that_is_not_declared_json_is_415_and_starts_nothing(
     assert [s async for s in env.engine.list()] == []
 
 
-async def test_a_json_body_without_a_content_type_is_415(env: Env) -> None:
+async def test_a_json_body_without_a_content_type_is_415_saying_so(env: Env) -> None:
     r = await env.client.post("/workflows/Order/instances", content=b'{"item": "lamp"}')
     assert_problem(r, 415, "UnsupportedMediaType")
+    assert r.json()["detail"] == "the body must be application/json; it was sent without a Content-Type"
 
 
 async def test_a_json_suffix_media_type_is_accepted(env: Env) -> None:

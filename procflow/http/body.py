@@ -70,8 +70,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         return NO_BODY
     content_type = request.headers.get("content-type", "")
     if not is_json_media_type(content_type):
-        shown = content_type or "no Content-Type"
-        raise UnsupportedMediaType(f"the body must be application/json, not {shown}")
+        sent = f"it was sent as {content_type}" if content_type else "it was sent without a Content-Type"
+        raise UnsupportedMediaType(f"the body must be application/json; {sent}")
     try:
         value = json.loads(raw)
         # What the body holds is stored and sent back as strict UTF-8 JSON: check it can be.

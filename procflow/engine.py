@@ -923,13 +923,7 @@ class Engine:
         """
         if session.version == 0:
             raise error
-        session.meta.failure = Failure(
-            step="", thread="", error=f"DefinitionError: {error}", attempts=1, at=self.clock.now()
-        )
-        session.transition("failed", detail=f"DefinitionError: {error}")
-        logger.warning("instance %r failed: %s", session.id, error)
-        await self._commit_quietly(session)
-        return session
+        return await self._fail(session, "", "", f"DefinitionError: {error}")
 
     async def _unstorable(self, session: Session, error: UnstorableDataError) -> Session:
         """A run left data that cannot be stored: fail the instance, as its last commit left it.
@@ -945,15 +939,16 @@ class Engine:
         step, thread = next(
             ((h.name, h.thread) for h in reversed(session.history) if h.kind == "step"), ("", "")
         )
-        stored = await self._reload(session)
-        stored.meta.retries.pop(thread, None)
-        stored.meta.failure = Failure(
-            step=step, thread=thread, error=f"UnstorableDataError: {error}", attempts=1, at=self.clock.now()
-        )
-        stored.transition("failed", step, thread, str(error))
-        logger.warning("instance %r failed: %s", stored.id, error)
-        await self._commit_quietly(stored)
-        return stored
+        return await self._fail(await self._reload(session), step, thread, f"UnstorableDataError: {error}")
+
+    async def _fail(self, session: Session, step: str, thread: str, error: str) -> Session:
+        """Mark the instance ``FAILED`` on ``step`` in ``thread`` (both may be empty) and commit it."""
+        session.meta.retries.pop(thread, None)
+        session.meta.failure = Failure(step=step, thread=thread, error=error, attempts=1, at=self.clock.now())
+        session.transition("failed", step, thread, error)
+        logger.warning("instance %r failed: %s", session.id, error)
+        await self._commit_quietly(session)
+        return session
 
     async def _resume(self, session: Session) -> bool:
         """``resume``; whether a failing step stopped it.

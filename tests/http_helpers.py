@@ -5,6 +5,7 @@ env_fixture``); each is registered under the name without ``_fixture``.
 
 ``server_engine`` is what ``procflow serve --app http_helpers:server_engine``
 loads in the real-server test; its signed links read ``$PROCFLOW_SECRET``.
+``napping_engine`` adds a workflow with a timer, for ``serve --worker``.
 """
 
 from __future__ import annotations
@@ -168,6 +169,24 @@ WORKFLOWS = [Order, Contested, Expense]
 def server_engine() -> pf.Engine:
     """The engine ``procflow serve`` runs in the real-server test (its --db gives the store)."""
     return pf.Engine(pf.MemoryStore(), WORKFLOWS)
+
+
+@dataclass
+class Nap:
+    """Sleeps a fifth of a second (real time), then one step."""
+
+    woke: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Sleep("nap", 0.2), pf.Step("wake", self.wake))
+
+    def wake(self) -> None:
+        self.woke = True
+
+
+def napping_engine() -> pf.Engine:
+    """``server_engine`` with a workflow that waits on a timer, for ``procflow serve --worker``."""
+    return pf.Engine(pf.MemoryStore(), [*WORKFLOWS, Nap])
 
 
 # -- fixtures --------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class Server:
         return self.process.returncode
 
 
-def start_server(folder: Path) -> Server:
+def start_server(folder: Path, app: str = "http_helpers:server_engine", *serve_args: str) -> Server:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     db = folder / "served.db"
@@ -72,10 +72,11 @@ def start_server(folder: Path) -> Server:
         "--db",
         f"sqlite:///{db}",
         "--app",
-        "http_helpers:server_engine",
+        app,
         "serve",
         "--port",
         str(port),
+        *serve_args,
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -161,6 +162,21 @@ def test_a_terminated_server_exits_cleanly_and_its_store_keeps_its_work(tmp_path
             return (await engine.get("kept")).status
 
     assert anyio.run(stored_status) == pf.WorkflowStatus.WAITING
+
+
+def test_serve_with_worker_delivers_timers_while_it_serves(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "http_helpers:napping_engine", "--worker", "--poll", "0.05")
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as c:
+            r = c.post("/workflows/Nap/instances?id=nap", json={})
+            assert (r.status_code, r.json()["status"]) == (201, "WAITING"), r.text
+            deadline = time.monotonic() + 10
+            while c.get("/workflows/Nap/instances/nap").json()["status"] != "FINISHED":
+                assert time.monotonic() < deadline, f"the timer was not delivered:\n{server.log.read_text()}"
+                time.sleep(0.05)
+            assert c.get("/workflows/Nap/instances/nap").json()["data"]["woke"] is True
+    finally:
+        server.stop()
 
 
 def test_serve_without_the_http_extra_says_how_to_install_it(tmp_path: Path) -> None:

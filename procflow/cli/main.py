@@ -159,6 +159,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--root-path", default="", help="the path prefix a proxy serves the app under")
+    p.add_argument(
+        "--worker", action="store_true", help="also deliver due timers and retries (as procflow worker does)"
+    )
+    p.add_argument(
+        "--poll",
+        type=_positive_seconds,
+        default=0.5,
+        help="with --worker: seconds between looks when idle (default 0.5)",
+    )
     return parser
 
 
@@ -176,7 +185,14 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return serve(_engine(args), host=args.host, port=args.port, root_path=args.root_path)
+    return serve(
+        _engine(args),
+        host=args.host,
+        port=args.port,
+        root_path=args.root_path,
+        worker=args.worker,
+        worker_poll_interval=args.poll,
+    )
 
 
 def _import(target: str, what: str) -> Any:

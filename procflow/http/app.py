@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -63,6 +65,8 @@ def create_app(
     samples: Mapping[str, Any] | None = None,
     management: bool = True,
     open_engine: bool = True,
+    worker: bool = False,
+    worker_poll_interval: float = 0.5,
     title: str = "procflow",
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``engine``'s instances over HTTP.
@@ -79,14 +83,22 @@ def create_app(
     - ``open_engine``: the app's lifespan opens the engine at startup and
       closes it at shutdown. A mounted app's lifespan does not run: open the
       engine in your own application's lifespan.
+    - ``worker=True``: the app's lifespan also runs ``engine.run_worker``
+      (polling every ``worker_poll_interval`` seconds when idle) until
+      shutdown, so that one process serves callbacks and delivers due timers
+      and retries. Other workers may share the store.
 
     Raises:
         WorkflowSampleError: a workflow's events cannot be read (pass ``samples``).
         ExportError: an event's payload or reply type has no JSON Schema.
-        ValueError: ``max_body_bytes`` is not positive.
+        ValueError: ``max_body_bytes`` or ``worker_poll_interval`` is not positive.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    if not worker_poll_interval > 0:
+        raise ValueError(
+            f"worker_poll_interval must be a positive number of seconds, got {worker_poll_interval}"
+        )
     catalog = Catalog(engine, samples)
     document = build_openapi(
         catalog, title=title, version=__version__, management=management, callbacks=signer is not None
@@ -116,11 +128,19 @@ def create_app(
         ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not open_engine:
+    async def running_worker() -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(engine.run_worker, poll_interval=worker_poll_interval))
             yield
-            return
-        async with engine:
+            tg.cancel_scope.cancel()  # the worker finishes the batch in hand first
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if open_engine:
+                await stack.enter_async_context(engine)
+            if worker:
+                await stack.enter_async_context(running_worker())
             yield
 
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_problem}, lifespan=lifespan)

@@ -92,6 +92,79 @@ def test_cancel_with_a_blank_reason_exits_2_and_cancels_nothing(demo_dir: Path) 
     assert "WAITING" in procflow(demo_dir, "show", "order-004").stdout
 
 
+def test_send_repeated_with_its_idempotency_key_prints_the_first_reply_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    procflow(tmp_path, "demo")
+    send = ("send", "order-004", "approve", json.dumps({"approver": "cli"}), "--idempotency-key", "mail-17")
+    first, repeat = ok(tmp_path, *send), ok(tmp_path, *send)
+    assert json.loads(first.splitlines()[0]) == json.loads(repeat.splitlines()[0]) == "approved by cli"
+    history = [line.split()[2:4] for line in ok(tmp_path, "show", "order-004").splitlines()]
+    assert history.count(["event", "approve"]) == 1
+
+
+def test_send_with_a_blank_idempotency_key_exits_2_and_delivers_nothing(demo_dir: Path) -> None:
+    payload = json.dumps({"approver": "cli"})
+    result = procflow(demo_dir, "send", "order-004", "approve", payload, "--idempotency-key", "")
+    assert result.returncode == 2
+    assert "--idempotency-key: it is empty" in result.stderr
+    assert "WAITING" in procflow(demo_dir, "show", "order-004").stdout
+
+
+def test_resume_of_a_parked_instance_says_where_it_is_parked(demo_dir: Path) -> None:
+    assert ok(demo_dir, "resume", "order-004").strip() == "order-004: WAITING (parked at decision(approve))"
+
+
+def test_resume_delivers_an_overdue_timer_and_prints_the_new_status(tmp_path: Path) -> None:
+    url = seed_hold(tmp_path)
+    time.sleep(0.4)  # the timer falls due; no worker runs
+    out = ok(tmp_path, "--db", url, "--app", "holdapp:engine", "resume", "h-1")
+    assert out.strip() == "h-1: FINISHED"
+
+
+CRASHING = """
+import os
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Import:
+    loaded: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("upload", pf.OnEvent("uploaded", lambda: None)), pf.Step("load", self.load))
+
+    def load(self) -> None:
+        if not os.path.exists("crashed"):
+            open("crashed", "w").close()
+            os._exit(3)  # the process dies in the middle of the step
+        self.loaded = True
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Import])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Import]) as e:
+        await e.start(Import(), id="i-1")
+        await e.send("i-1", "uploaded")  # committed, then the step runs and the process dies
+"""
+
+
+def test_recover_resumes_an_instance_a_dead_process_left_running_and_names_it(tmp_path: Path) -> None:
+    (tmp_path / "importer.py").write_text(CRASHING)
+    url = f"sqlite:///{tmp_path / 'import.db'}"
+    code = f"import anyio, importer; anyio.run(importer.seed, {url!r})"
+    died = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert died.returncode == 3, died.stderr
+    app = ("--db", url, "--app", "importer:engine")
+    assert "RESUMING" in ok(tmp_path, *app, "show", "i-1").splitlines()[0]
+    assert ok(tmp_path, *app, "recover").strip() == "resumed 1 instance(s): i-1"
+    assert "FINISHED" in ok(tmp_path, *app, "show", "i-1").splitlines()[0]
+
+
+def test_recover_with_nothing_left_running_resumes_nothing(demo_dir: Path) -> None:
+    assert ok(demo_dir, "recover").strip() == "resumed 0 instance(s)"
+
+
 def test_list_filters_by_status(demo_dir: Path) -> None:
     out = procflow(demo_dir, "list", "--status", "CANCELLED").stdout
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]
@@ -411,27 +484,39 @@ def test_show_of_an_instance_whose_cancel_was_cut_short_says_how_to_finish_it(tm
     assert "the compensation of step 'flight' failed: ConnectionError: airline down" in out
 
 
-def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
-    """Run `procflow worker` until it delivered a timer, then SIGTERM it; return its stderr."""
-    (tmp_path / "holdapp.py").write_text(
-        "from dataclasses import dataclass\n"
-        "import procflow as pf\n"
-        "from procflow.timers import Timer\n"
-        "@dataclass\n"
-        "class Hold:\n"
-        "    expired: bool = False\n"
-        "    def definition(self) -> pf.Section:\n"
-        "        expire = pf.Step('expire', self.expire)\n"
-        "        return pf.S(pf.Wait('hold', pf.On('expired', Timer(after=0.3), expire)))\n"
-        "    def expire(self) -> None:\n"
-        "        self.expired = True\n"
-        "engine = pf.Engine(pf.MemoryStore(), workflows=[Hold])\n"
-        "async def seed(url: str) -> None:\n"
-        "    async with pf.Engine(pf.open_store(url), workflows=[Hold]) as e:\n"
-        "        await e.start(Hold(), id='h-1')\n"
-    )
+HOLDING = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Hold:
+    expired: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("hold", pf.On("expired", pf.Timer(after=0.3), pf.Step("expire", self.expire))))
+
+    def expire(self) -> None:
+        self.expired = True
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Hold])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Hold]) as e:
+        await e.start(Hold(), id="h-1")
+"""
+
+
+def seed_hold(tmp_path: Path) -> str:
+    """A store whose instance h-1 waits on a timer due 0.3 s after it was seeded."""
+    (tmp_path / "holdapp.py").write_text(HOLDING)
     url = f"sqlite:///{tmp_path / 'hold.db'}"
     seed(tmp_path, "holdapp", url)
+    return url
+
+
+def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
+    """Run `procflow worker` until it delivered a timer, then SIGTERM it; return its stderr."""
+    url = seed_hold(tmp_path)
     worker = subprocess.Popen(
         [
             sys.executable,

@@ -49,6 +49,13 @@ def _text(text: str) -> str:
     return text
 
 
+def _key(text: str) -> str:
+    """An idempotency key: not blank (an unset shell variable, most likely)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("it is empty; pass the key that names this send")
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -112,6 +119,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("event", help="event name")
     p.add_argument("payload", nargs="?", default=None, help="the payload as JSON")
     p.add_argument("--thread", default="", help="thread id, to choose between threads")
+    p.add_argument(
+        "--idempotency-key",
+        type=_key,
+        default=None,
+        metavar="KEY",
+        help="a repeat with this key (and the same event and payload) prints the first reply, runs nothing",
+    )
+
+    p = command("resume", "catch an instance up: deliver its overdue timers, run what is runnable")
+    p.add_argument("id", help="instance id or correlation id")
+
+    p = command(
+        "recover",
+        "resume every instance a dead process left running (only while no other process works on the store)",
+    )
 
     p = command("cancel", "cancel an instance")
     p.add_argument("id", help="instance id or correlation id")
@@ -320,7 +342,9 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
                         f"the payload is not valid JSON: {e}; quote a string as JSON, e.g. "
                         f"'{json.dumps(args.payload)}'"
                     ) from e
-            reply = await engine.send(args.id, args.event, payload, thread_id=args.thread)
+            reply = await engine.send(
+                args.id, args.event, payload, thread_id=args.thread, idempotency_key=args.idempotency_key
+            )
             inst = await engine.get(args.id)
             if reply is None and any(item.event == args.event for item in inst.inbox):
                 print(
@@ -331,11 +355,13 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
                 print(json.dumps(reply, default=str) if reply is not None else "delivered")
             print(f"{inst.id}: {style.status(inst.status.value)}")
         elif args.command == "retry":
-            inst = await engine.retry(args.id)
-            note = _retry_note(inst)
-            print(f"{inst.id}: {style.status(inst.status.value)}" + (f" ({note})" if note else ""))
-            if inst.failure is not None:
-                return 1  # the step failed again
+            return _print_outcome(await engine.retry(args.id), style)
+        elif args.command == "resume":
+            inst = await engine.resume(args.id)
+            return _print_outcome(inst, style)
+        elif args.command == "recover":
+            resumed = await engine.recover()
+            print(f"resumed {len(resumed)} instance(s)" + (": " + ", ".join(resumed) if resumed else ""))
         elif args.command == "worker":
             await _worker(engine, args)
         elif args.command == "cancel":
@@ -434,6 +460,13 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
         [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
     ]
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
+
+
+def _print_outcome(inst: Instance[Any], style: Style) -> int:
+    """Print where a run left ``inst``; the exit status: 1 when it failed (a step, say), else 0."""
+    note = _retry_note(inst) or (f"parked at {'; '.join(str(p) for p in inst.parked)}" if inst.parked else "")
+    print(f"{inst.id}: {style.status(inst.status.value)}" + (f" ({note})" if note else ""))
+    return 1 if inst.failure is not None else 0
 
 
 def _retry_note(inst: Instance[Any]) -> str:

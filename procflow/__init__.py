@@ -33,6 +33,7 @@ from .handlers import Handler
 from .hooks import RunHooks
 from .instance import Instance, InstanceSummary, Parking
 from .interpreter import Checkpoint, CheckpointType, Workflow, cancel, handle_callback, resume
+from .observe import LoggingObserver, Observed, Observer
 from .retry import Backoff, Retry
 from .state import (
     MAIN_THREAD,
@@ -104,7 +105,10 @@ __all__ = [
     "InstanceNotFound",
     "InstanceRecord",
     "InstanceSummary",
+    "LoggingObserver",
     "MemoryStore",
+    "Observed",
+    "Observer",
     "On",
     "OnEvent",
     "Parking",

@@ -184,6 +184,26 @@ class Engine:
 
     # -- set-up --------------------------------------------------------------
 
+    def with_store(self, store: Store) -> Engine:
+        """A new engine over ``store`` with this one's workflows, clock, limits and observers.
+
+        The command line uses it to run an ``--app`` engine against the ``--db``
+        store, configured as the application configured it.
+
+        Raises:
+            TypeError: ``store`` is not a store.
+        """
+        return Engine(
+            store,
+            self.workflows,
+            clock=self.clock,
+            max_transitions=self.max_transitions,
+            conflict_retries=self.conflict_retries,
+            stale_after=self.stale_after,
+            setup_retry_delay=self.setup_retry_delay,
+            observers=self.observers,
+        )
+
     def register(self, cls: type[Any], name: str | None = None) -> None:
         """Register a workflow class under ``name`` (default: the class name).
 

@@ -342,6 +342,51 @@ def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path
     assert "t-1: FINISHED" in result.stdout
 
 
+OBSERVED = """
+import sys
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Ticket:
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("triage", pf.OnEvent("close", lambda: "closed")),
+            pf.Step("archive", lambda: None),
+            pf.Step("notify", lambda: None),
+        )
+
+def tell(event: pf.Observed) -> None:
+    print(f"observed {event.kind} {event.name}", file=sys.stderr)
+
+engine = pf.Engine(pf.SQLiteStore("app.db"), workflows=[Ticket], observers=[tell])
+limited = pf.Engine(pf.MemoryStore(), workflows=[Ticket], max_transitions=2)
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Ticket]) as e:
+        await e.start(Ticket(), id="t-1")
+"""
+
+
+@pytest.mark.parametrize("store", ["--db", "the app's own store"])
+def test_an_apps_engine_keeps_its_observers_on_either_store(tmp_path: Path, store: str) -> None:
+    (tmp_path / "observed.py").write_text(OBSERVED)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    seed(tmp_path, "observed", url)
+    db = ("--db", url) if store == "--db" else ()
+    result = procflow(tmp_path, *db, "--app", "observed:engine", "send", "t-1", "close")
+    assert result.returncode == 0, result.stderr
+    assert "observed step archive" in result.stderr
+
+
+def test_an_apps_engine_keeps_its_limits_on_the_db_store(tmp_path: Path) -> None:
+    (tmp_path / "observed.py").write_text(OBSERVED)
+    url = f"sqlite:///{tmp_path / 'tickets.db'}"
+    seed(tmp_path, "observed", url)
+    result = procflow(tmp_path, "--db", url, "--app", "observed:limited", "send", "t-1", "close")
+    assert "more than 2 transitions" in result.stdout + result.stderr
+
+
 FAILING = """
 from dataclasses import dataclass
 import procflow as pf

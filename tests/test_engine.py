@@ -102,6 +102,30 @@ async def test_an_engine_that_was_not_opened_says_how_to_open_it(tmp_path: Path)
         await engine.start(Order(), id="o-1")
 
 
+async def test_with_store_runs_the_same_workflows_and_settings_over_another_store(tmp_path: Path) -> None:
+    seen: list[str] = []
+    clock = pf.TestClock()
+    first = Engine(
+        MemoryStore(),
+        {"order": Order},
+        clock=clock,
+        max_transitions=50,
+        conflict_retries=2,
+        stale_after=900.0,
+        setup_retry_delay=5.0,
+        observers=[lambda event: seen.append(event.kind)],
+    )
+    store = SQLiteStore(tmp_path / "other.db")
+    second = first.with_store(store)
+    settings = ("clock", "max_transitions", "conflict_retries", "stale_after", "setup_retry_delay")
+    assert [getattr(second, a) for a in settings] == [getattr(first, a) for a in settings]
+    assert second.store is store and second.workflows == {"order": Order}
+    async with second:
+        await second.start(Order(), id="o-1")
+        assert (await second.get("o-1")).status == pf.WorkflowStatus.WAITING
+    assert seen[0] == "started"
+
+
 async def test_start_runs_until_the_instance_is_parked(engine: Engine) -> None:
     run = await engine.start(Order(), id="o-1")
     assert run.status == pf.WorkflowStatus.WAITING

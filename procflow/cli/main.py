@@ -275,15 +275,16 @@ def _engine(args: argparse.Namespace) -> Engine:
             raise CommandError(f"--app {args.app!r} is not a procflow.Engine")
     url = args.db or os.environ.get("PROCFLOW_DB")
     if app is not None and not url:
-        store = app.store
-        if isinstance(store, SQLiteStore) and args.command not in _MAY_CREATE_THE_STORE:
-            _require_existing_sqlite_file(f"sqlite:///{store.path}")
+        engine = app
+        if isinstance(app.store, SQLiteStore) and args.command not in _MAY_CREATE_THE_STORE:
+            _require_existing_sqlite_file(f"sqlite:///{app.store.path}")
     else:
         url = url or DEFAULT_DB
         if args.command not in _MAY_CREATE_THE_STORE:
             _require_existing_sqlite_file(url)
         store = open_store(url)
-    engine = Engine(store, app.workflows if app else {})
+        # An app's engine keeps its settings (clock, stale_after, observers...) on the --db store.
+        engine = app.with_store(store) if app is not None else Engine(store)
     # The demo's workflow serves the demo's store; an app's engine gets only its own.
     if (app is None or args.command == "demo") and "DemoOrder" not in engine.workflows:
         engine.register(DemoOrder)

@@ -337,8 +337,9 @@ class Engine:
             InstanceNotFound: no instance has that id or correlation id.
             CallbackNotFound: no thread is parked on the event (already
                 handled, or its Wait was left) and it is not buffered.
-            PayloadError: the payload is invalid (after ``max_attempts`` of
-                them, the instance is also cancelled with compensation).
+            PayloadError: the payload is invalid, or the event's handler
+                refused it (after ``max_attempts`` of them, the instance is
+                also cancelled with compensation).
             StaleCallback, HandlerError, WorkflowFinishedError: as
                 ``handle_callback`` raises them; nothing is saved.
             IdempotencyKeyReused: ``idempotency_key`` was first sent with
@@ -1077,11 +1078,17 @@ class Engine:
             raise
 
     async def _payload_rejected(self, session: Session, req: CallbackRequest) -> None:
-        """Count an invalid payload against its parked event; cancel after ``max_attempts``."""
+        """Count an invalid payload against its parked event; cancel after ``max_attempts``.
+
+        The count is saved on the instance as its last commit left it: a
+        handler that refuses a payload (raises ``PayloadError``) may have
+        changed the data first, and a refused event changes nothing.
+        """
         event = self._statement(session, req.name)
         limit = event.max_attempts if isinstance(event, On) else None
         if limit is None:
             return
+        session = await self._reload(session)  # what ran before the delivery is committed
         parked = next(
             (
                 (t.id, e.req.pc)

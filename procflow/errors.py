@@ -115,10 +115,10 @@ class StaleCallback(ProcflowError):
 
 
 class PayloadError(ProcflowError):
-    """A payload failed validation against an ``OnEvent``'s payload type.
+    """A payload failed validation against an ``OnEvent``'s payload type, or its handler refused it.
 
-    ``errors`` holds pydantic's list of validation errors (JSON-serialisable).
-    Nothing was changed.
+    ``errors`` holds pydantic's list of validation errors (JSON-serialisable;
+    empty when a handler raised it). Nothing was changed.
     """
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:

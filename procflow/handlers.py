@@ -59,8 +59,11 @@ class Handler:
     def handle(self, req: CallbackRequest, payload: Any) -> Any:
         """Handle the arrived event; may change the workflow's data.
 
-        The return value is the reply to the sender. Raising makes
-        ``handle_callback`` raise ``HandlerError`` and changes nothing.
+        The return value is the reply to the sender. Raising
+        ``PayloadError`` refuses the payload: ``handle_callback`` raises it,
+        with where it happened prefixed. Raising anything else makes
+        ``handle_callback`` raise ``HandlerError``. Either changes nothing in
+        the ``State``.
         """
         return None
 

@@ -83,6 +83,8 @@ class Order:
         return Receipt(item=self.item, approved_by=approval.approver)
 
     def deny(self, denial: Denial) -> str:
+        if not denial.reason.strip():
+            raise pf.PayloadError("a denial needs a reason the customer can read")
         self.log.append(f"denied: {denial.reason}")
         return "denied"
 
@@ -153,6 +155,8 @@ class Expense:
     def approve(self, verdict: Verdict) -> str:
         if verdict.note == "crash":
             raise RuntimeError("ledger unavailable: token=abc123")
+        if verdict.note == "maybe":
+            raise pf.PayloadError("an approval must be firm, not 'maybe'")
         self.rounds -= 1
         self.decision = f"approved {verdict.note}".strip()
         return self.decision

@@ -226,7 +226,23 @@ class Parcel:
             raise ProcessDied
 
 
-WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel]
+@dataclass
+class Capped:
+    """Takes a payment of at most 100 cents: its handler refuses more, after noting the attempt."""
+
+    attempts: list[int] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=2)))
+
+    def pay(self, amount: Amount) -> int:
+        self.attempts.append(amount.cents)
+        if amount.cents > 100:
+            raise pf.PayloadError(f"at most 100 cents, got {amount.cents}")
+        return amount.cents
+
+
+WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel, Capped]
 
 
 @pytest.fixture(autouse=True)
@@ -679,6 +695,18 @@ async def test_the_count_of_invalid_payloads_is_per_parking(engine: Engine) -> N
 def test_max_attempts_must_be_at_least_one() -> None:
     with pytest.raises(pf.DefinitionError, match="max_attempts"):
         pf.OnEvent("pay", _lenient_pay, max_attempts=0)
+
+
+async def test_a_payload_its_handler_refuses_is_counted_and_what_the_handler_changed_is_not_saved(
+    engine: Engine,
+) -> None:
+    await engine.start(Capped(), id="c")
+    with pytest.raises(pf.PayloadError, match="at most 100 cents, got 500"):
+        await engine.send("c", "pay", {"cents": 500})
+    inst = await engine.get("c")
+    assert (inst.status, inst.data.attempts) == (pf.WorkflowStatus.WAITING, [])
+    assert [h.detail for h in await engine.history("c") if h.kind == "rejected"] == ["invalid payload 1 of 2"]
+    assert await engine.send("c", "pay", {"cents": 80}) == 80
 
 
 async def test_an_unknown_event_is_not_counted_as_an_invalid_payload(engine: Engine) -> None:

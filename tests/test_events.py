@@ -493,6 +493,8 @@ class Inbox:
         return parcel.weight * 2
 
     def on_count(self, n: int) -> int:
+        if n < 0:
+            raise pf.PayloadError("the count cannot be negative")  # what the type cannot say
         self.received.append(n)
         return n + 1
 
@@ -611,6 +613,18 @@ async def test_payload_error_names_the_event_the_thread_and_the_instance() -> No
     assert str(caught.value).startswith(
         "event 'decision' in thread '_main_' of 'inbox' 'inbox-1': invalid payload for "
     )
+
+
+async def test_a_payload_error_raised_by_the_handler_refuses_the_payload_and_changes_no_state() -> None:
+    inbox = await parked_inbox()
+    before = inbox.state.model_dump()
+    with pytest.raises(pf.PayloadError) as caught:
+        await inbox.send("count", -1)
+    assert str(caught.value) == (
+        "event 'count' in thread '_main_' of 'inbox' 'inbox-1': the count cannot be negative"
+    )
+    assert inbox.state.model_dump() == before
+    assert await inbox.send("count", 2) == 3  # still parked
 
 
 async def test_the_event_stays_parked_after_a_bad_payload() -> None:

@@ -416,6 +416,17 @@ async def test_a_handler_that_raises_is_500_and_changes_nothing(env: Env) -> Non
     assert (await env.engine.get("o-1")).accepts == ["approve", "deny"]
 
 
+async def test_a_payload_its_handler_refuses_is_422_with_the_handlers_reason_and_changes_nothing(
+    env: Env,
+) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/events/deny", json={"reason": " "})
+    body = assert_problem(r, 422, "PayloadError")
+    assert body["detail"].endswith("a denial needs a reason the customer can read")
+    inst = await env.engine.get("o-1")
+    assert (inst.accepts, inst.data.log) == (["approve", "deny"], ["reserved"])
+
+
 async def test_an_instance_changed_by_another_writer_on_every_attempt_is_409_conflict(env: Env) -> None:
     await env.client.post("/workflows/Contested/instances?id=c-1")
     r = await env.client.post("/workflows/Contested/instances/c-1/events/touch")

@@ -83,6 +83,14 @@ async def test_a_server_error_behind_a_link_is_logged_not_told_to_the_third_part
     assert "token=abc123" in caplog.text
 
 
+async def test_a_payload_refused_by_the_handler_behind_a_link_is_422_with_its_reason(env: Env) -> None:
+    await start_expense(env, "e-1")
+    link = env.link("e-1", "approve")
+    body = assert_problem(await env.client.post(link, json={"note": "maybe"}), 422, "PayloadError")
+    assert body["detail"].endswith("an approval must be firm, not 'maybe'")
+    assert (await env.client.post(link, json={"note": "ok"})).json() == "approved ok"  # still usable
+
+
 async def test_the_sibling_link_is_gone_once_the_other_event_was_delivered(env: Env) -> None:
     await start_expense(env, "e-1")
     await env.client.post(env.link("e-1", "deny"))

@@ -712,8 +712,8 @@ async def test_instances_and_history_survive_closing_and_reopening(durable: Back
 
 
 @pytest.mark.anyio
-async def test_a_closed_store_refuses_work_with_store_error(durable: Backend) -> None:
-    store = durable.make()
+async def test_a_closed_store_refuses_work_with_store_error(backend: Backend) -> None:
+    store = backend.make()
     with pytest.raises(StoreError, match="not open"):
         await store.get("o-1")
     await store.open()

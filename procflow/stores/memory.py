@@ -20,7 +20,7 @@ from ._errors import (
     not_found,
 )
 from ._listing import check_limit, status_filter
-from .base import HistoryEntry, InstanceRecord
+from .base import HistoryEntry, InstanceRecord, not_open
 
 __all__ = ["MemoryStore"]
 
@@ -30,12 +30,14 @@ class MemoryStore:
 
     Versions, conflicts, unique ids and correlation ids, filters, paging and
     history behave as in ``SQLiteStore``, timestamps included (whole
-    milliseconds). Nothing survives the process; ``close`` keeps the data, so
-    the store can be opened again. Every method yields to the event loop
-    once, like a real store, and is atomic.
+    milliseconds), and so does a store used before ``open`` or after
+    ``close`` (``StoreError``). Nothing survives the process; ``close`` keeps
+    the data, so the store can be opened again. Every method yields to the
+    event loop once, like a real store, and is atomic.
     """
 
     def __init__(self) -> None:
+        self._open = False
         self._instances: dict[str, InstanceRecord] = {}
         self._by_correlation: dict[str, str] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
@@ -55,9 +57,21 @@ class MemoryStore:
 
     async def open(self) -> None:
         """Nothing to connect to. Idempotent."""
+        self._open = True
 
     async def close(self) -> None:
         """Nothing to release; the instances stay. Idempotent."""
+        self._open = False
+
+    async def _ready(self) -> None:
+        """Yield to the event loop, as a real store's call does; refuse if not open.
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        await anyio.lowlevel.checkpoint()
+        if not self._open:
+            raise not_open(repr(self))
 
     async def insert(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
         """Store a new instance with its first history lines.
@@ -67,7 +81,7 @@ class MemoryStore:
         Raises:
             DuplicateInstanceError: the id or the correlation id is taken.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         if record.id in self._instances:
             raise duplicate_id(record.id)
         self._check_correlation(record)
@@ -103,7 +117,7 @@ class MemoryStore:
             InstanceNotFound: there is no instance with this id.
             DuplicateInstanceError: the new correlation id belongs to another instance.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         current = self._instances.get(record.id)
         if current is None:
             raise not_found(record.id)
@@ -125,7 +139,7 @@ class MemoryStore:
         Raises:
             InstanceNotFound: there is none.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         try:
             return self._instances[id]
         except KeyError:
@@ -137,7 +151,7 @@ class MemoryStore:
         Raises:
             InstanceNotFound: there is none.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         try:
             return self._instances[self._by_correlation[correlation_id]]
         except KeyError:
@@ -149,7 +163,7 @@ class MemoryStore:
         Raises:
             InstanceNotFound: neither exists.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         record = self._instances.get(key)
         if record is None:
             id = self._by_correlation.get(key)
@@ -174,7 +188,7 @@ class MemoryStore:
             ValueError: ``limit`` is below 1.
         """
         check_limit(limit)
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         statuses = status_filter(status)
         page: list[InstanceRecord] = []
         for id in sorted(self._instances):
@@ -192,12 +206,12 @@ class MemoryStore:
 
     async def history(self, id: str) -> builtins.list[HistoryEntry]:
         """The instance's history, oldest first (empty for an unknown id)."""
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         return list(self._history.get(id, ()))
 
     async def reply(self, id: str, key: str) -> str | None:
         """The reply kept for idempotency key ``key`` of instance ``id``, or ``None``."""
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         return self._replies.get((id, key))
 
     async def claim_due(self, now: float, *, limit: int, lease: float) -> builtins.list[InstanceRecord]:
@@ -211,7 +225,7 @@ class MemoryStore:
             ValueError: ``limit`` is below 1.
         """
         check_limit(limit)
-        await anyio.lowlevel.checkpoint()
+        await self._ready()
         due = sorted(
             (
                 record

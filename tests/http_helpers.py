@@ -177,7 +177,7 @@ def server_engine() -> pf.Engine:
 
 @dataclass
 class Nap:
-    """Sleeps a fifth of a second (real time), then one step."""
+    """Sleeps a fifth of a second (on the engine's clock), then one step."""
 
     woke: bool = False
 

@@ -7,28 +7,15 @@ enters it at startup and leaves it at shutdown; time moves on a ``TestClock``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import anyio
 import pytest
+from http_helpers import Nap
 
 import procflow as pf
 from procflow.http import create_app
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Nap:
-    """Sleeps a minute, then one step."""
-
-    woke: bool = False
-
-    def definition(self) -> pf.Section:
-        return pf.S(pf.Sleep("nap", 60), pf.Step("wake", self.wake))
-
-    def wake(self) -> None:
-        self.woke = True
 
 
 @pytest.fixture

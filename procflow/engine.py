@@ -670,13 +670,20 @@ class Engine:
         skip rows others hold, on PostgreSQL), and a delivered timer is
         committed before anything it unblocks runs, so it is never delivered
         twice. Cancel the task (or send SIGTERM to ``procflow worker``) to
-        stop: the batch in hand is finished first.
+        stop: the batch in hand is finished first. A store that fails is
+        logged and tried again after ``poll_interval``; the worker stops only
+        when cancelled.
         """
         while True:
             try:
                 claimed = await self.work_once(batch=batch, lease=lease)
             except StoreError as e:
                 logger.warning("worker: the store failed (%s); trying again in %ss", e, poll_interval)
+                claimed = 0
+            except Exception:
+                # A store of the application's own may raise anything: the worker,
+                # perhaps running inside a web server's lifespan, must not die of it.
+                logger.exception("worker: claiming due instances failed; trying again in %ss", poll_interval)
                 claimed = 0
             if claimed == 0:
                 await self.clock.sleep(poll_interval)
@@ -1083,12 +1090,19 @@ class Engine:
         The count is saved on the instance as its last commit left it: a
         handler that refuses a payload (raises ``PayloadError``) may have
         changed the data first, and a refused event changes nothing.
+
+        Raises:
+            ConflictError: another process saved the instance meanwhile; the
+                payload is delivered again to what it saved.
         """
         event = self._statement(session, req.name)
         limit = event.max_attempts if isinstance(event, On) else None
         if limit is None:
             return
+        loaded = session.version
         session = await self._reload(session)  # what ran before the delivery is committed
+        if session.version != loaded:  # the refusal may rest on data that changed since
+            raise ConflictError(f"instance {session.id!r} changed while its event {req.name!r} was refused")
         parked = next(
             (
                 (t.id, e.req.pc)
@@ -1121,11 +1135,14 @@ class Engine:
         """Deliver the oldest buffered event a thread is now parked on; whether one was."""
         for i, item in enumerate(session.meta.inbox):
             req = CallbackRequest(name=item.event, thread_id=item.thread_id)
+            # The data before the handler runs: a refused event changes nothing.
+            before = session.wtype.encode(session.workflow, session.id)
             try:
                 await handle_callback(req, session.workflow, session.state, item.payload, hooks=session)
             except CallbackNotFound:
                 continue
             except ProcflowError as e:
+                session.workflow = session.wtype.decode(session.id, before, session.state)
                 del session.meta.inbox[i]
                 session.transition("dropped", item.event, item.thread_id, f"buffered event refused: {e}")
                 return True

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,14 +226,40 @@ class Parcel:
             raise ProcessDied
 
 
+# Awaited by Capped.pay before it decides: a test's way to change the instance meanwhile.
+BEFORE_DECIDING: list[Callable[[], Awaitable[object]]] = []
+
+
 @dataclass
 class Capped:
-    """Takes a payment of at most 100 cents: its handler refuses more, after noting the attempt."""
+    """Takes a payment of at most ``limit`` cents: its handler refuses more, after noting the attempt."""
+
+    attempts: list[int] = field(default_factory=list)
+    limit: int = 100
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=2)))
+
+    async def pay(self, amount: Amount) -> int:
+        while BEFORE_DECIDING:
+            await BEFORE_DECIDING.pop(0)()
+        self.attempts.append(amount.cents)
+        if amount.cents > self.limit:
+            raise pf.PayloadError(f"at most {self.limit} cents, got {amount.cents}")
+        return amount.cents
+
+
+@dataclass
+class Prepaid:
+    """Opens, then takes a payment (buffered) of at most 100 cents; its handler notes each attempt first."""
 
     attempts: list[int] = field(default_factory=list)
 
     def definition(self) -> pf.Section:
-        return pf.S(pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=2)))
+        return pf.S(
+            pf.Wait("opening", pf.OnEvent("open", lambda: None)),
+            pf.Wait("payment", pf.OnEvent("pay", self.pay, buffer=True)),
+        )
 
     def pay(self, amount: Amount) -> int:
         self.attempts.append(amount.cents)
@@ -242,12 +268,13 @@ class Capped:
         return amount.cents
 
 
-WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel, Capped]
+WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel, Capped, Prepaid]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     CALLS.clear()
+    BEFORE_DECIDING.clear()
     RELEASE_FAILURES[0] = 0
     SHIP_DIES[0] = False
 
@@ -707,6 +734,30 @@ async def test_a_payload_its_handler_refuses_is_counted_and_what_the_handler_cha
     assert (inst.status, inst.data.attempts) == (pf.WorkflowStatus.WAITING, [])
     assert [h.detail for h in await engine.history("c") if h.kind == "rejected"] == ["invalid payload 1 of 2"]
     assert await engine.send("c", "pay", {"cents": 80}) == 80
+
+
+async def test_a_refusal_resting_on_data_another_writer_changed_meanwhile_is_tried_again_on_the_new_data(
+    engine: Engine, clock: TestClock
+) -> None:
+    other = Engine(engine.store, workflows=WORKFLOWS, clock=clock)  # another process's engine
+    await engine.start(Capped(), id="c")
+    BEFORE_DECIDING.append(lambda: other.edit("c", {"limit": 1000}, who="ops", why="raise the cap"))
+    assert await engine.send("c", "pay", {"cents": 500}) == 500
+    inst = await engine.get("c")
+    assert (inst.status, inst.data.attempts) == (pf.WorkflowStatus.FINISHED, [500])
+    assert [h for h in await engine.history("c") if h.kind == "rejected"] == []
+
+
+async def test_a_buffered_event_its_handler_refuses_is_dropped_and_what_the_handler_changed_is_not_saved(
+    engine: Engine,
+) -> None:
+    await engine.start(Prepaid(), id="p")
+    assert await engine.send("p", "pay", {"cents": 500}) is None  # buffered: nobody waits for it yet
+    await engine.send("p", "open")
+    inst = await engine.get("p")
+    assert (inst.status, inst.data.attempts, inst.inbox) == (pf.WorkflowStatus.WAITING, [], [])
+    [dropped] = [h.detail for h in await engine.history("p") if h.kind == "dropped"]
+    assert dropped.endswith("at most 100 cents, got 500")
 
 
 async def test_an_unknown_event_is_not_counted_as_an_invalid_payload(engine: Engine) -> None:

@@ -227,6 +227,36 @@ async def test_cancelling_the_worker_finishes_the_batch_in_hand(engine: Engine, 
     assert inst.status == pf.WorkflowStatus.FINISHED
 
 
+class FlakyClaims(MemoryStore):
+    """An application's own store, whose first claim raises what procflow's stores never do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> list[pf.InstanceRecord]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("driver hiccup")
+        return await super().claim_due(now, limit=limit, lease=lease)
+
+
+async def test_a_worker_whose_store_raises_something_unexpected_logs_it_and_goes_on(
+    clock: TestClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Engine(FlakyClaims(), workflows=WORKFLOWS, clock=clock) as engine:
+        await engine.start(Reminder(id="r"), id="r")
+        clock.advance(61)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(engine.run_worker, poll_interval=1))
+            with anyio.fail_after(10):
+                while FIRED["r"] == 0:
+                    clock.advance(1)  # past the poll interval the worker sleeps after the failure
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert "claiming due instances failed" in caplog.text and "driver hiccup" in caplog.text
+
+
 @dataclass
 class Tick:
     """Sleeps 10 s, then one step that counts how many instances ran it."""

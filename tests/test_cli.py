@@ -149,16 +149,29 @@ async def seed(url: str) -> None:
 """
 
 
-def test_recover_resumes_an_instance_a_dead_process_left_running_and_names_it(tmp_path: Path) -> None:
-    (tmp_path / "importer.py").write_text(CRASHING)
+def seed_dead_import(tmp_path: Path, source: str = CRASHING) -> str:
+    """A store whose instance i-1 was left RESUMING: its process died in the middle of step "load"."""
+    (tmp_path / "importer.py").write_text(source)
     url = f"sqlite:///{tmp_path / 'import.db'}"
     code = f"import anyio, importer; anyio.run(importer.seed, {url!r})"
     died = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert died.returncode == 3, died.stderr
-    app = ("--db", url, "--app", "importer:engine")
+    return url
+
+
+def test_recover_resumes_an_instance_a_dead_process_left_running_and_names_it(tmp_path: Path) -> None:
+    app = ("--db", seed_dead_import(tmp_path), "--app", "importer:engine")
     assert "RESUMING" in ok(tmp_path, *app, "show", "i-1").splitlines()[0]
-    assert ok(tmp_path, *app, "recover").strip() == "resumed 1 instance(s): i-1"
+    assert ok(tmp_path, *app, "recover").splitlines() == ["i-1: FINISHED", "resumed 1 instance(s)"]
     assert "FINISHED" in ok(tmp_path, *app, "show", "i-1").splitlines()[0]
+
+
+def test_recover_exits_1_when_a_step_it_ran_failed(tmp_path: Path) -> None:
+    url = seed_dead_import(tmp_path, CRASHING.replace("self.loaded = True", "raise OSError('disk full')"))
+    result = procflow(tmp_path, "--db", url, "--app", "importer:engine", "recover")
+    assert result.returncode == 1
+    failed = "i-1: FAILED (step 'load' failed after 1 attempt(s): OSError: disk full)"
+    assert result.stdout.splitlines() == [failed, "resumed 1 instance(s)"]
 
 
 def test_recover_with_nothing_left_running_resumes_nothing(demo_dir: Path) -> None:
@@ -544,6 +557,7 @@ class Hold:
         self.expired = True
 
 engine = pf.Engine(pf.MemoryStore(), workflows=[Hold])
+unobserved = pf.Engine(pf.MemoryStore(), workflows=[Hold], observers=[])
 
 async def seed(url: str) -> None:
     async with pf.Engine(pf.open_store(url), workflows=[Hold]) as e:
@@ -559,8 +573,8 @@ def seed_hold(tmp_path: Path) -> str:
     return url
 
 
-def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
-    """Run `procflow worker` until it delivered a timer, then SIGTERM it; return its stderr."""
+def run_worker_until_finished(tmp_path: Path, *options: str, app: str = "holdapp:engine") -> str:
+    """Run `procflow worker` on the ``app`` engine until it delivered a timer, then SIGTERM it; its stderr."""
     url = seed_hold(tmp_path)
     worker = subprocess.Popen(
         [
@@ -570,7 +584,7 @@ def run_worker_until_finished(tmp_path: Path, *options: str) -> str:
             "--db",
             url,
             "--app",
-            "holdapp:engine",
+            app,
             "worker",
             "--poll",
             ".05",
@@ -601,6 +615,10 @@ def test_worker_delivers_a_due_timer_and_stops_cleanly_on_sigterm(tmp_path: Path
 
 def test_worker_prints_each_transition_as_it_happens(tmp_path: Path) -> None:
     assert "Hold h-1 step expire [_main_]" in run_worker_until_finished(tmp_path)
+
+
+def test_worker_prints_each_transition_also_for_an_app_engine_without_observers(tmp_path: Path) -> None:
+    assert "Hold h-1 step expire [_main_]" in run_worker_until_finished(tmp_path, app="holdapp:unobserved")
 
 
 def test_a_quiet_worker_prints_no_transition(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from .. import __version__
 from ..engine import Engine
 from ..errors import ProcflowError, UnknownWorkflowError
 from ..instance import Instance
+from ..observe import LoggingObserver
 from ..state import MAIN_THREAD, WorkflowStatus
 from ..stores import SQLiteStore, open_store
 from ..zero_values import zeroed
@@ -362,7 +363,9 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             return _print_outcome(inst, style)
         elif args.command == "recover":
             resumed = await engine.recover()
-            print(f"resumed {len(resumed)} instance(s)" + (": " + ", ".join(resumed) if resumed else ""))
+            statuses = [_print_outcome(await engine.get(key), style) for key in resumed]
+            print(f"resumed {len(resumed)} instance(s)")
+            return max(statuses, default=0)  # 1 when a step of one of them failed
         elif args.command == "worker":
             await _worker(engine, args)
         elif args.command == "cancel":
@@ -379,6 +382,8 @@ async def _worker(engine: Engine, args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     if not args.quiet:
+        if not any(isinstance(o, LoggingObserver) for o in engine.observers):
+            engine.observers.append(LoggingObserver())  # the app's own observers log nothing here
         _print_transitions()
     async with anyio.create_task_group() as tg:
 
@@ -464,7 +469,7 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
 
 
 def _print_outcome(inst: Instance[Any], style: Style) -> int:
-    """Print where a run left ``inst``; the exit status: 1 when it failed (a step, say), else 0."""
+    """Print where a run left ``inst``; the exit status: 1 when it is ``FAILED`` (a step failed), else 0."""
     note = _retry_note(inst) or (f"parked at {'; '.join(str(p) for p in inst.parked)}" if inst.parked else "")
     print(f"{inst.id}: {style.status(inst.status.value)}" + (f" ({note})" if note else ""))
     return 1 if inst.failure is not None else 0

@@ -61,8 +61,9 @@ async def test_an_app_without_a_worker_leaves_due_timers_to_a_worker_elsewhere(
 
 async def test_the_worker_stops_when_the_app_shuts_down(engine: pf.Engine, clock: pf.TestClock) -> None:
     app = create_app(engine, worker=True, open_engine=False)
-    async with app.router.lifespan_context(app):
-        pass
+    with anyio.fail_after(10):  # a worker left running would hold the shutdown
+        async with app.router.lifespan_context(app):
+            pass
     await engine.start(Nap(), id="n")
     clock.advance(61)
     assert await _status_after(engine, "n", 0.2) == pf.WorkflowStatus.WAITING

@@ -250,22 +250,14 @@ class Capped:
 
 
 @dataclass
-class Prepaid:
-    """Opens, then takes a payment (buffered) of at most 100 cents; its handler notes each attempt first."""
-
-    attempts: list[int] = field(default_factory=list)
+class Prepaid(Capped):
+    """Opens, then takes ``Capped``'s payment, buffered when it comes before the opening."""
 
     def definition(self) -> pf.Section:
         return pf.S(
             pf.Wait("opening", pf.OnEvent("open", lambda: None)),
             pf.Wait("payment", pf.OnEvent("pay", self.pay, buffer=True)),
         )
-
-    def pay(self, amount: Amount) -> int:
-        self.attempts.append(amount.cents)
-        if amount.cents > 100:
-            raise pf.PayloadError(f"at most 100 cents, got {amount.cents}")
-        return amount.cents
 
 
 WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel, Capped, Prepaid]

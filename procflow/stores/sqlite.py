@@ -55,12 +55,13 @@ _UPDATE = (
     " updated_at = ?, data = ?, state = ?, meta = ? WHERE id = ? AND version = ? RETURNING k, created_at"
 )
 _LOOKUP = (
-    f"SELECT {COLUMNS} FROM procflow_instance WHERE id = ?1"
-    f" UNION ALL SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = ?1"
+    f"SELECT {COLUMNS} FROM procflow_instance WHERE id = :key"
+    f" UNION ALL SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = :key"
 )
 # A new instance's id may not be another's correlation id, nor its correlation id another's id.
 _KEY_OF_ANOTHER = (
-    "SELECT id, correlation_id FROM procflow_instance WHERE correlation_id = ?1 OR id = ?2 LIMIT 1"
+    "SELECT id, correlation_id FROM procflow_instance"
+    " WHERE correlation_id = :id OR id = :correlation_id LIMIT 1"
 )
 _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES (?, ?, ?, ?)"
 # The first reply kept for a key stays: a key names one delivery, whatever retries follow.
@@ -169,7 +170,9 @@ class SQLiteStore:
 
         def insert(connection: sqlite3.Connection) -> None:
             params = (record.id, record.workflow, record.status, record.correlation_id, due, now, now)
-            other = connection.execute(_KEY_OF_ANOTHER, (record.id, record.correlation_id)).fetchone()
+            other = connection.execute(
+                _KEY_OF_ANOTHER, {"id": record.id, "correlation_id": record.correlation_id}
+            ).fetchone()
             if other is not None:
                 raise key_of_another(
                     record, as_text(other[0]), None if other[1] is None else as_text(other[1])
@@ -275,7 +278,7 @@ class SQLiteStore:
             StoreError: the database failed.
         """
         rows = await self._read(
-            lambda connection: connection.execute(_LOOKUP, (key,)).fetchall(), f"look up {key!r}"
+            lambda connection: connection.execute(_LOOKUP, {"key": key}).fetchall(), f"look up {key!r}"
         )
         record = prefer_id([record_from_row(row) for row in rows], key)
         if record is None:

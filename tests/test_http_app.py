@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from http_helpers import (  # noqa: F401
     Env,
@@ -21,6 +22,7 @@ from http_helpers import (  # noqa: F401
 )
 
 import procflow as pf
+from procflow.http import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -91,14 +93,26 @@ async def test_a_body_that_is_not_json_is_400(env: Env) -> None:
         b'{"item": "lamp", "amount": NaN}',
         b'{"item": "lamp", "amount": 1e400}',
         b'{"item": "\\ud800"}',
-        b"[" * 2000 + b"]" * 2000,
     ],
-    ids=["nan", "infinity", "lone-surrogate", "deep-nesting"],
+    ids=["nan", "infinity", "lone-surrogate"],
 )
 async def test_a_body_json_cannot_carry_back_is_400_and_starts_nothing(env: Env, body: bytes) -> None:
     r = await env.client.post(
         "/workflows/Order/instances", content=body, headers={"content-type": "application/json"}
     )
+    assert_problem(r, 400, "BadRequest")
+    assert [s async for s in env.engine.list()] == []
+
+
+async def test_a_body_nested_deeper_than_python_parses_is_400_and_starts_nothing(env: Env) -> None:
+    # 100,000 levels: more than any supported Python parses (3.13 parses the 2,048
+    # that fit the env's 4 KiB limit), so this app takes the default limit of 1 MiB.
+    app = create_app(env.engine)
+    body = b"[" * 100_000 + b"]" * 100_000
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        r = await c.post(
+            "/workflows/Order/instances", content=body, headers={"content-type": "application/json"}
+        )
     assert_problem(r, 400, "BadRequest")
     assert [s async for s in env.engine.list()] == []
 

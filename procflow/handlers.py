@@ -8,7 +8,7 @@ import json
 import typing
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from types import CodeType, FunctionType, MethodType
+from types import FunctionType, MethodType
 from typing import Any, ClassVar
 
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
@@ -81,36 +81,78 @@ class _Signature:
     takes_payload: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    annotations: dict[str, Any]  # the dict the signature was read from (the fast check)
+    fingerprint: tuple[Any, ...]  # what else it was read from (see _fingerprint)
+    signature: _Signature
+
+
 # Keyed by code object: definitions are rebuilt often, and a lambda or a bound
-# method is a new object each time, while its code stays the same. Keying by
-# code also keeps no user object alive.
-_signatures: dict[Hashable, _Signature] = {}
+# method is a new object each time, while its code stays the same. Functions
+# that share a code object (the wrappers of one decorator, the closures of one
+# factory) may still differ in annotations, defaults or the function they wrap,
+# so each code keeps one entry per fingerprint. A method or a module function
+# keeps its annotations dict, which finds its entry without a fingerprint.
+_signatures: dict[Hashable, list[_Cached]] = {}
 
 
-def _cache_key(fn: Callable[..., Any]) -> Hashable | None:
+def _keyed(fn: Callable[..., Any]) -> tuple[Hashable | None, FunctionType | None]:
+    """``fn``'s cache key and the Python function its signature is read from (``None, None``: uncached)."""
     if isinstance(fn, functools.partial):
-        inner = _cache_key(fn.func)
-        return None if inner is None else ("partial", inner, len(fn.args), tuple(sorted(fn.keywords)))
-    code: CodeType | None = getattr(getattr(fn, "__func__", fn), "__code__", None)
-    if code is not None:
-        return code
-    call_code = getattr(inspect.getattr_static(type(fn), "__call__", None), "__code__", None)
-    return None if call_code is None else ("call", call_code)
+        inner, target = _keyed(fn.func)
+        if inner is None:
+            return None, None
+        return ("partial", inner, len(fn.args), tuple(sorted(fn.keywords))), target
+    func = getattr(fn, "__func__", fn)
+    if type(func) is FunctionType:
+        return func.__code__, func
+    call = inspect.getattr_static(type(fn), "__call__", None)
+    if type(call) is FunctionType:
+        return ("call", call.__code__), call
+    return None, None
+
+
+def _fingerprint(func: FunctionType) -> tuple[Any, ...]:
+    """What a function's signature is read from besides its code, compared with ``==``."""
+    attrs = func.__dict__
+    wrapped = attrs.get("__wrapped__")  # functools.wraps: inspect.signature reads the wrapped function
+    inner: tuple[Any, ...] | None = None
+    if wrapped is not None:
+        key, target = _keyed(wrapped)
+        inner = (key, None if target is None else _fingerprint(target))
+    return (
+        func.__annotations__,
+        len(func.__defaults__ or ()),
+        tuple(func.__kwdefaults__ or ()),
+        attrs.get("__signature__"),
+        inner,
+    )
 
 
 def _signature_of(fn: Callable[..., Any]) -> _Signature:
-    # _cache_key's answer for the common cases, without its getattr() calls.
     func = fn.__func__ if type(fn) is MethodType else fn
-    if type(func) is FunctionType:
-        sig = _signatures.get(func.__code__)
-        if sig is not None:
-            return sig
-    key = _cache_key(fn)
-    sig = _signatures.get(key) if key is not None else None
-    if sig is None:
-        sig = _inspect(fn)
-        if key is not None:
-            _signatures[key] = sig
+    key: Hashable | None
+    target: FunctionType | None
+    if type(func) is FunctionType:  # _keyed's answer for the common cases, without its calls
+        key, target = func.__code__, func
+    else:
+        key, target = _keyed(fn)
+    if key is None or target is None:
+        return _inspect(fn)
+    annotations = target.__annotations__
+    entries = _signatures.get(key)
+    if entries is None:
+        entries = _signatures[key] = []
+    for entry in entries:
+        if entry.annotations is annotations:
+            return entry.signature
+    fingerprint = _fingerprint(target)
+    for entry in entries:
+        if entry.fingerprint == fingerprint:
+            return entry.signature
+    sig = _inspect(fn)
+    entries.append(_Cached(annotations, fingerprint, sig))
     return sig
 
 
@@ -136,26 +178,33 @@ def check_event_function(fn: Callable[..., Any]) -> None:
     """Check that ``fn`` can be an ``OnEvent``'s function (the result is cached).
 
     Raises:
-        DefinitionError: it takes more than one argument, its type hints do
-            not resolve, or pydantic cannot validate its payload or reply type.
+        DefinitionError: it needs more than one argument or a keyword-only
+            one, its type hints do not resolve, or pydantic cannot validate its
+            payload or reply type.
     """
     _signature_of(fn)
 
 
 def _inspect(fn: Callable[..., Any]) -> _Signature:
+    """Read ``fn``'s payload and reply types; its first positional parameter, if any, takes the payload."""
     try:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
+        parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError) as e:
         raise DefinitionError(f"function {_function_name(fn)}: cannot read its signature: {e}") from e
-    if len(params) > 1:
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 1:
         raise DefinitionError(
-            f"function {_function_name(fn)} takes {len(params)} arguments; it must take one, "
+            f"function {_function_name(fn)} takes {len(required)} arguments; it must take one, "
             "the payload (or none)"
         )
+    keyword_only = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise DefinitionError(
+            f"function {_function_name(fn)} has keyword-only parameters without a default "
+            f"({', '.join(keyword_only)}); the payload is passed positionally, so give them defaults"
+        )
+    params = positional[:1]
     try:
         hints = typing.get_type_hints(_annotated(fn))
     except Exception as e:  # unresolvable forward reference, typically

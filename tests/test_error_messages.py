@@ -234,6 +234,20 @@ def test_an_event_function_of_two_arguments_is_refused_by_validate() -> None:
         pf.validate(tree)
 
 
+def keyword_only(*, n: int) -> None:
+    pass
+
+
+def test_an_event_function_with_a_keyword_only_parameter_without_default_is_refused_by_validate() -> None:
+    tree = pf.S(pf.Wait("decision", pf.OnEvent("approve", keyword_only)))
+    with pytest.raises(
+        pf.DefinitionError,
+        match=r"^invalid definition: OnEvent 'approve': function 'keyword_only' has keyword-only "
+        r"parameters without a default \(n\); the payload is passed positionally",
+    ):
+        pf.validate(tree)
+
+
 def test_an_event_function_whose_payload_type_pydantic_cannot_validate_is_refused_by_validate() -> None:
     tree = pf.S(pf.Wait("decision", pf.OnEvent("approve", takes_a_type_pydantic_cannot_validate)))
     with pytest.raises(

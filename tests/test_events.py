@@ -700,6 +700,79 @@ async def test_an_on_event_fn_may_be_any_callable_with_a_typed_parameter(
     assert wf.received == [ANN_5]
 
 
+def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator: every function it wraps shares its wrapper's code object."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@dataclass
+class Decorated:
+    """Two OnEvent fns behind one decorator, with different payload types."""
+
+    received: list[Any] = field(default_factory=list)
+    state: pf.State = field(default_factory=lambda: pf.State.new("decorated-1", "decorated"))
+
+    def definition(self) -> pf.Stmt:
+        return pf.S(
+            pf.Wait("inbox", pf.OnEvent("count", self.on_count), pf.OnEvent("decision", self.on_decision))
+        )
+
+    @logged
+    def on_count(self, n: int) -> int:
+        self.received.append(n)
+        return n
+
+    @logged
+    def on_decision(self, decision: Decision) -> str:
+        self.received.append(decision)
+        return decision.approver
+
+
+@pytest.mark.parametrize("first", ["count", "decision"])
+async def test_on_event_fns_behind_one_decorator_validate_against_their_own_payload_types(first: str) -> None:
+    wf = Decorated()
+    await pf.resume(wf, wf.state, no_checkpoint)
+    # payload, reply and what fn received; each delivery on a copy of the parked state
+    sent = {"count": ("7", 7, 7), "decision": ({"approver": "ann", "amount": 5}, "ann", ANN_5)}
+    for name in sorted(sent, key=lambda n: n != first):
+        payload, reply, received = sent[name]
+        state = wf.state.model_copy(deep=True)
+        assert await pf.handle_callback(pf.CallbackRequest(name=name), wf, state, payload) == reply
+        assert wf.received[-1] == received
+
+
+def payload_echo(payload_type: Any) -> Callable[[Any], Any]:
+    """A factory of OnEvent fns: each closure shares one code object."""
+
+    def echo(payload: Any) -> Any:
+        return payload
+
+    # What the annotations evaluate to where they are not strings (no `from __future__ import annotations`).
+    echo.__annotations__ = {"payload": payload_type, "return": payload_type}
+    return echo
+
+
+def test_on_event_fns_made_by_one_factory_keep_their_own_payload_types() -> None:
+    count, decision = pf.OnEvent("count", payload_echo(int)), pf.OnEvent("decision", payload_echo(Decision))
+    assert (count.handler.payload_type, decision.handler.payload_type) == (int, Decision)
+    assert decision.handler.validate({"approver": "ann", "amount": 5}) == ANN_5
+
+
+def test_an_on_event_fn_whose_parameter_has_a_default_takes_the_payload() -> None:
+    def note(text: str = "none") -> str:
+        return f"got {text}"
+
+    handler = pf.OnEvent("note", note).handler
+    assert handler.handle(pf.CallbackRequest(name="note"), '"hello"') == "got hello"
+    with pytest.raises(pf.PayloadError):
+        handler.handle(pf.CallbackRequest(name="note"), {"not": "a str"})
+
+
 async def test_a_callable_object_fn_does_not_keep_the_workflow_alive_after_its_callback() -> None:
     wf = CallableInbox(Approver)
     await pf.resume(wf, wf.state, no_checkpoint)

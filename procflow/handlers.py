@@ -23,8 +23,9 @@ class Handler:
     """The base class of the handler behind each event of a ``Wait``.
 
     Subclass it with your own ``__init__`` and a ``type`` class attribute (a
-    short, non-empty name stored with each parked event; it defaults to the
-    class name).
+    short, non-empty name stored with each parked event). Without one, a class
+    inherits the ``type`` a base class set (a subclass of ``Timer`` is still a
+    timer), and takes its own name when no base set one.
     Every method may be sync or async.
     """
 
@@ -34,17 +35,28 @@ class Handler:
     a timer). Their results are then committed before anything else runs; set it
     to ``False`` for handlers whose setup and teardown only compute."""
 
+    _type_is_its_name: ClassVar[bool] = False  # True where __init_subclass__ gave the class its name
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Default ``type`` to the class name.
+        """Default ``type`` to the one a base class set, else to the class name.
 
         Raises:
             DefinitionError: the class sets a ``type`` that is not a non-empty str.
         """
         super().__init_subclass__(**kwargs)
-        if "type" not in cls.__dict__:
-            cls.type = cls.__name__
-        elif type(cls.type) is not str or not cls.type:
-            raise DefinitionError(f"{cls.__qualname__}.type must be a non-empty str, got {cls.type!r}")
+        if "type" in cls.__dict__:
+            if type(cls.type) is not str or not cls.type:
+                raise DefinitionError(f"{cls.__qualname__}.type must be a non-empty str, got {cls.type!r}")
+            cls._type_is_its_name = False
+            return
+        for base in cls.__mro__[1:]:
+            if base is Handler:
+                break
+            if "type" in base.__dict__ and not base.__dict__.get("_type_is_its_name", False):
+                cls._type_is_its_name = False
+                return  # inherited, as class attributes are
+        cls.type = cls.__name__
+        cls._type_is_its_name = True
 
     def setup(self, req: CallbackRequest) -> str | Awaitable[str]:
         """Start listening for the event (register a webhook, a timer, ...).

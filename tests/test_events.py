@@ -91,6 +91,23 @@ def test_a_handler_class_whose_type_is_not_a_non_empty_str_is_a_definition_error
             type = 7  # type: ignore[assignment]
 
 
+def test_a_handler_class_without_a_type_takes_its_name_or_the_type_a_base_class_set() -> None:
+    class Webhook(pf.Handler):
+        type = "webhook"
+
+    class SlackWebhook(Webhook):
+        pass
+
+    class Plain(pf.Handler):
+        pass
+
+    class PlainChild(Plain):
+        pass
+
+    assert (Webhook.type, SlackWebhook.type) == ("webhook", "webhook")
+    assert (Plain.type, PlainChild.type) == ("Plain", "PlainChild")
+
+
 @dataclass
 class TypedOnTheInstance:
     """Parks on an event whose handler sets a bad ``type`` on itself."""

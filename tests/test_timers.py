@@ -150,7 +150,35 @@ class Offer:
         )
 
 
-WORKFLOWS = [Reservation, Nap, Deadline, Reminders, Spinner, Offer]
+class CountedTimer(Timer):
+    """A Timer subclass that keeps Timer's behaviour (and so its type)."""
+
+    armed = 0
+
+    def setup(self, req: pf.CallbackRequest) -> str:
+        CountedTimer.armed += 1
+        return super().setup(req)
+
+
+@dataclass
+class Expiring:
+    """Expires after ten minutes, by a subclass of Timer."""
+
+    log: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait(
+                "hold",
+                pf.On("expired", CountedTimer(after=600), pf.Step("expire", self.expire)),
+            )
+        )
+
+    def expire(self) -> None:
+        self.log.append("expired")
+
+
+WORKFLOWS = [Reservation, Nap, Deadline, Reminders, Spinner, Offer, Expiring]
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
@@ -197,6 +225,15 @@ async def test_a_timer_fires_after_its_duration_and_the_steps_after_it_run(
     assert ("event", "expired") in kinds
     assert kinds.index(("timer", "expired")) < kinds.index(("step", "expire"))
     assert await engine.work_once() == 0
+
+
+async def test_a_subclass_of_timer_fires_as_a_timer(engine: Engine, clock: TestClock) -> None:
+    armed = CountedTimer.armed
+    await engine.start(Expiring(), id="x")
+    assert CountedTimer.armed == armed + 1
+    clock.advance(600)
+    assert await engine.work_once() == 1
+    assert (await engine.get("x")).data.log == ["expired"]
 
 
 async def test_the_timers_due_time_is_on_the_row_and_goes_when_the_wait_is_left(

@@ -769,7 +769,11 @@ class _Run:
         self.set(t, "cur_step", wait_for.name)
         if t.cur_callback:
             self.set(t, "cur_callback", "")
-        self.cond_waiters.append(t)
+        waiters = self.cond_waiters
+        waiters.append(t)
+        if len(waiters) > 1:  # in thread order, as a resume from the stored state lists them
+            rank = {id(x): i for i, x in enumerate(self.state.threads)}
+            waiters.sort(key=lambda x: rank[id(x)])
 
     async def run_condition_handler(self, t: Thread, wait_for: WaitFor) -> None:
         """The condition of ``wait_for`` is true: run its handler, rebuild and checkpoint."""

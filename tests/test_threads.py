@@ -575,6 +575,31 @@ async def test_a_waitfor_handler_wakes_an_earlier_thread_whose_condition_it_made
 
 
 @pytest.mark.anyio
+async def test_conditions_are_checked_in_thread_order_whatever_order_the_threads_parked_in() -> None:
+    def tree(f: Flow) -> pf.Stmt:
+        def parked_on(event: str) -> pf.Wait:
+            return pf.Wait(f"waiting for {event}", pf.On(event, RecordingHandler([])))
+
+        return pf.S(
+            pf.Go(
+                "t1", pf.S(parked_on("e1"), pf.WaitFor("a", lambda: f.flag, lambda: f.log.append("t1 woke")))
+            ),
+            pf.Go("t2", pf.WaitFor("b", lambda: f.flag, lambda: f.log.append("t2 woke"))),
+            pf.Go("t3", pf.S(parked_on("e3"), f.step("open", then=f.set_flag))),
+            pf.WaitFor("end", False),
+        )
+
+    wf = Flow(tree)
+    await run(wf)  # t2 parks on its condition in this resume, t1 in the next
+    for event in ("e1", "e3"):
+        await pf.handle_callback(pf.CallbackRequest(name=event), wf, wf.state, None)
+
+    await run(wf)  # t1 parks on "a", then t3's step makes both conditions true
+
+    assert wf.log == ["open", "t1 woke", "t2 woke"]
+
+
+@pytest.mark.anyio
 async def test_a_thread_woken_by_its_condition_moves_to_the_end_of_state_threads() -> None:
     wf = Flow(
         lambda f: pf.S(

@@ -485,12 +485,24 @@ class _Run:
         if cond is True or cond is False:
             return cond
         try:
-            return bool(cond())
+            result = cond()
+            if result is True or result is False:
+                return result
+            if not isawaitable(result):
+                return bool(result)
         except Exception as e:
             raise DefinitionError(
                 f"the condition of {type(stmt).__name__} {stmt.name!r} {self.in_thread(thread)} "
                 f"raised {type(e).__name__}: {e}"
             ) from e
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # a coroutine never awaited: no warning about it
+        raise DefinitionError(
+            f"the condition of {type(stmt).__name__} {stmt.name!r} {self.in_thread(thread)} returned "
+            f"{type(result).__name__}: a condition must be a bool or a plain function returning one, "
+            "not async; await in a step or a handler and keep the answer in the workflow's data"
+        )
 
     # -- running threads (resume() below drives them) -------------------------
 
@@ -601,6 +613,14 @@ class _Run:
                 node = await self.run_other(t, node, containers, positions)
                 if node is _PARKED:
                     return
+        if containers and containers[-1]._kids[positions[-1]] is None:
+            # Not the end of the thread: a tree rebuilt since the first one holds None
+            # where the thread goes next. Checking that tree as a whole says where.
+            self.reindex()
+            raise DefinitionError(
+                f"{type(workflow).__name__}.definition() holds None where thread {t.id!r} of "
+                f"{_instance(state)} goes next; every child must be a statement"
+            )
         self.end_thread(t)
 
     def continue_at(self, t: Thread) -> tuple[list[Stmt], list[int], Stmt | None]:

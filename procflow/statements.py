@@ -152,7 +152,13 @@ class Section(_Container):
                 f"Section takes a sequence of statements, got {stmts!r}; "
                 "write S(stmt, ...) or Section([stmt, ...])"
             )
-        self._kids = stmts if type(stmts) is tuple else tuple(stmts)
+        try:
+            self._kids = stmts if type(stmts) is tuple else tuple(stmts)
+        except TypeError:
+            raise DefinitionError(
+                f"Section takes a sequence of statements, got {stmts!r}; "
+                "write S(stmt, ...) or Section([stmt, ...])"
+            ) from None
 
     @property
     def stmts(self) -> tuple[Stmt, ...]:

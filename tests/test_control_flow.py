@@ -236,6 +236,43 @@ async def test_a_condition_that_raises_is_a_definition_error_naming_the_statemen
     assert isinstance(error.value.__cause__, KeyError)
 
 
+@pytest.mark.parametrize(
+    "tree",
+    [
+        lambda f, cond: pf.S(f.step("a"), pf.If(cond, "approved?", f.step("b"))),
+        lambda f, cond: pf.S(f.step("a"), pf.For("loop", cond, f.step("b"))),
+        lambda f, cond: pf.S(f.step("a"), pf.WaitFor("approved", cond), f.step("b")),
+    ],
+    ids=["If", "For", "WaitFor"],
+)
+async def test_an_async_condition_is_a_definition_error_that_changes_nothing(
+    tree: Callable[[Flow, Callable[[], object]], pf.Stmt],
+) -> None:
+    async def approved() -> bool:
+        return False
+
+    wf = Flow(lambda f: tree(f, approved))
+    checkpoints = Checkpoints(wf.state)
+
+    with pytest.raises(pf.DefinitionError, match="returned coroutine: a condition must be a bool or a plain"):
+        await pf.resume(wf, wf.state, checkpoints)
+
+    assert wf.state.model_dump() == checkpoints.last  # as at the checkpoint after "a"
+    assert wf.log == ["a"]
+
+
+async def test_a_tree_rebuilt_with_none_where_the_thread_goes_next_is_a_definition_error() -> None:
+    # After step "a" the definition leaves "b" out as None: the thread must not end there.
+    wf = Flow(lambda f: pf.S(f.step("a", then=f.set_flag), None if f.flag else f.step("b"), f.step("c")))  # type: ignore[arg-type]
+    checkpoints = Checkpoints(wf.state)
+
+    with pytest.raises(pf.DefinitionError, match="a Section holds None, which is not a statement"):
+        await pf.resume(wf, wf.state, checkpoints)
+
+    assert wf.state.model_dump() == checkpoints.last  # as at the checkpoint after "a"
+    assert wf.log == ["a"]
+
+
 # -- If / Switch -----------------------------------------------------------------
 
 

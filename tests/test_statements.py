@@ -40,6 +40,12 @@ def test_s_and_section_hold_the_same_statements_in_order() -> None:
     assert visit_all(pf.S(a, b)) == visit_all(pf.Section([a, b])) == ["Section", "Step:a", "Step:b"]
 
 
+@pytest.mark.parametrize("stmts", [None, 5], ids=["None", "int"])
+def test_a_section_of_something_that_is_not_a_sequence_is_a_definition_error(stmts: Any) -> None:
+    with pytest.raises(pf.DefinitionError, match=r"^Section takes a sequence of statements, got "):
+        pf.Section(stmts)
+
+
 def test_if_elif_else_builds_a_switch_of_cases_ending_with_a_default() -> None:
     tree = pf.If(True, "small", pf.Step("s", noop)).elif_(False, "medium").else_("large", pf.Step("l", noop))
 

@@ -51,6 +51,7 @@ _DOT_CLASS_STYLES: Final = {
 _MERMAID_ESCAPES: Final = str.maketrans(
     {
         "#": "#35;",
+        "%": "#37;",  # "%%" starts a Mermaid comment or directive, even inside quotes
         '"': "#quot;",
         "<": "#lt;",
         ">": "#gt;",

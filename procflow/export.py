@@ -353,6 +353,27 @@ Treat it as read-only."""
 # -- flowcharts: Mermaid and Graphviz DOT ---------------------------------------------
 
 _CLASS_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words Mermaid's flowchart grammar reads as keywords wherever they stand: no class name.
+_MERMAID_KEYWORDS: Final = frozenset(
+    {
+        "_blank",
+        "_parent",
+        "_self",
+        "_top",
+        "call",
+        "class",
+        "classDef",
+        "click",
+        "end",
+        "flowchart",
+        "graph",
+        "href",
+        "interpolate",
+        "linkStyle",
+        "style",
+        "subgraph",
+    }
+)
 
 
 def _flowchart(definition: Stmt, highlight: Mapping[str, str] | None) -> Flowchart:
@@ -366,6 +387,11 @@ def _flowchart(definition: Stmt, highlight: Mapping[str, str] | None) -> Flowcha
             if not isinstance(cls, str) or not _CLASS_NAME.fullmatch(cls):
                 raise ExportError(
                     f"highlight[{name!r}] = {cls!r} is not a class name ([A-Za-z_][A-Za-z0-9_]*)"
+                )
+            if cls in _MERMAID_KEYWORDS:
+                raise ExportError(
+                    f"highlight[{name!r}] = {cls!r} is a Mermaid keyword, which cannot name a class; "
+                    "choose another name"
                 )
     return Flowchart(definition)
 
@@ -396,7 +422,8 @@ def to_mermaid(definition: Stmt, *, highlight: Mapping[str, str] | None = None) 
         DefinitionError: the definition is invalid (see ``validate``), has
             a ``Case`` outside a ``Switch`` or an event outside a ``Wait``, or
             holds a statement type this module does not know.
-        ExportError: a ``highlight`` class is not a Mermaid identifier.
+        ExportError: a ``highlight`` class is not an identifier, or is a
+            Mermaid keyword (``end``, ``style``, ``class``, ...).
         TypeError: ``highlight`` is not a mapping.
     """
     return _flowchart(definition, highlight).mermaid(highlight)
@@ -417,7 +444,8 @@ def to_dot(definition: Stmt, *, highlight: Mapping[str, str] | None = None) -> s
 
     Raises:
         DefinitionError: as ``to_mermaid``.
-        ExportError: a ``highlight`` class is not an identifier.
+        ExportError: a ``highlight`` class is not an identifier, or is a
+            Mermaid keyword (the same classes serve both formats).
         TypeError: ``highlight`` is not a mapping.
     """
     return _flowchart(definition, highlight).dot(highlight)

@@ -417,8 +417,8 @@ _EDGE = re.compile(
 _SUBGRAPH = re.compile(r'\s+subgraph (?P<id>[A-Za-z_]\w*)\["(?P<label>[^"]*)"\]')
 _OTHER = re.compile(r"flowchart TD|\s+direction TB|\s+end|\s+classDef \w+ \S+|\s+class [\w,]+ \w+")
 _ENTITIES = {"quot": '"', "amp": "&", "lt": "<", "gt": ">"}
-# Markup (HTML, Markdown, entities, edge-label pipes) must come as entity codes.
-_SAFE_LABEL = re.compile(r"(?:[^\"<>&|`#]|#\w+;)*")
+# Markup (HTML, Markdown, entities, edge-label pipes, %% directives) must come as entity codes.
+_SAFE_LABEL = re.compile(r"(?:[^\"<>&|`#%]|#\w+;)*")
 
 
 def unescape(label: str) -> str:
@@ -630,6 +630,7 @@ def test_a_waitfor_is_a_node_on_the_path() -> None:
         "#quot; is literal",
         "`markdown`",
         "%% not a comment",
+        "pay %%{init: {'theme': 'forest'}}%% now",
         "end",
         "a --> b",
         "ünïcödé ✓",
@@ -684,6 +685,12 @@ def test_to_mermaid_raises_definition_error_for_a_case_or_event_out_of_place(
 @pytest.mark.parametrize("cls", ["two words", "", "x;y", "9lives"])
 def test_highlight_rejects_a_class_that_is_not_a_mermaid_identifier(cls: str) -> None:
     with pytest.raises(pf.ExportError):
+        pf.to_mermaid(Order().definition(), highlight={"reserve": cls})
+
+
+@pytest.mark.parametrize("cls", ["end", "style", "class", "subgraph", "_self"])
+def test_highlight_rejects_a_class_that_is_a_mermaid_keyword(cls: str) -> None:
+    with pytest.raises(pf.ExportError, match=f"highlight\\['reserve'\\] = '{cls}' is a Mermaid keyword"):
         pf.to_mermaid(Order().definition(), highlight={"reserve": cls})
 
 

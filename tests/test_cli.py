@@ -178,6 +178,37 @@ def test_recover_with_nothing_left_running_resumes_nothing(demo_dir: Path) -> No
     assert ok(demo_dir, "recover").strip() == "resumed 0 instance(s)"
 
 
+ORDERS = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Order:
+    amount: str = "ten"
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("decision", pf.OnEvent("approve", lambda: None)))
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Order])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Order]) as e:
+        await e.start(Order(), id="o-1")
+"""
+
+
+def test_list_shows_the_error_of_a_parked_row_whose_data_no_longer_loads(tmp_path: Path) -> None:
+    (tmp_path / "orders.py").write_text(ORDERS)
+    url = f"sqlite:///{tmp_path / 'orders.db'}"
+    seed(tmp_path, "orders", url)
+    (tmp_path / "orders.py").write_text(ORDERS.replace('amount: str = "ten"', "amount: int = 10"))
+
+    (row,) = ok(tmp_path, "--db", url, "--app", "orders:engine", "list").splitlines()[2:]
+
+    assert row.split()[:2] == ["o-1", "Order"]
+    assert "decision(approve); stored data cannot be loaded: ValidationError" in row
+
+
 def test_list_filters_by_status(demo_dir: Path) -> None:
     out = procflow(demo_dir, "list", "--status", "CANCELLED").stdout
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["order-003"]

@@ -421,7 +421,7 @@ async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:
                 s.id,
                 s.workflow,
                 s.status,
-                s.describe_parked() or (s.error or "-"),
+                "; ".join(filter(None, (s.describe_parked(), s.error))) or "-",
                 s.correlation_id or "-",
                 _when(s.updated_at),
             ]

@@ -1,9 +1,10 @@
 """An observer that emits OpenTelemetry spans (``pip install 'procflow[otel]'``).
 
 Each step becomes a span (``procflow.step <name>``) from ``step_started`` to
-``step`` or ``step_failed``; every other transition is recorded as a short
-span of its own (``procflow.<kind>``), so a trace shows an instance's steps,
-events, timers and its end. Attributes: ``procflow.instance``,
+``step`` or ``step_failed`` (or to ``failed``, when the instance fails on the step
+without either: its data could not be stored); every other transition is
+recorded as a short span of its own (``procflow.<kind>``), so a trace shows an
+instance's steps, events, timers and its end. Attributes: ``procflow.instance``,
 ``procflow.workflow``, ``procflow.name``, ``procflow.thread``.
 """
 
@@ -45,10 +46,18 @@ class OpenTelemetryObserver:
         key = (event.instance, event.thread, event.name)
         at_ns = int(event.at * 1e9) if event.at else None
         if event.kind == "step_started":
+            superseded = self._open.pop(key, None)  # a run that was undone, then run again
+            if superseded is not None:
+                superseded.end(end_time=at_ns)
             self._open[key] = self.tracer.start_span(
                 f"procflow.step {event.name}", attributes=attributes, start_time=at_ns
             )
             return
+        if event.kind == "failed":
+            step = self._open.pop(key, None)
+            if step is not None:
+                step.set_status(self._trace.Status(self._trace.StatusCode.ERROR, event.detail))
+                step.end(end_time=at_ns)
         is_step = event.kind in ("step", "step_failed")
         span = self._open.pop(key, None) if is_step else None
         if span is None:

@@ -69,6 +69,8 @@ class Session(RunHooks):
         self.effect_ran = False
         self.committed = False
         self.history: list[HistoryEntry] = []
+        # The history's transitions, told to the observers once they are committed.
+        self.observed: list[Observed] = []
         self.reply: tuple[str, str] | None = None
 
     @property
@@ -98,9 +100,18 @@ class Session(RunHooks):
 
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         at = self.engine.clock.now()
-        self.engine.observe(Observed(kind, self.state.id, self.wtype.name, name, thread, detail, at))
+        observed = Observed(kind, self.state.id, self.wtype.name, name, thread, detail, at)
         if kind == "step_started":
-            return  # for observers only: the history keeps what happened, not what began
+            # Told at once, after what came before it, and never stored: the history
+            # keeps what happened, not what began. (What came before is committed by
+            # then, except a start's first transitions: an instance is stored once its
+            # first run parks.)
+            self.tell_observers()
+            self.engine.observe(observed)
+            return
+        # Told once committed: a run that fails before its commit (data that cannot be
+        # stored, a conflict) is undone, and so is what it would have told.
+        self.observed.append(observed)
         self.history.append(HistoryEntry(at, kind, name, thread, detail))
         if kind == "step" and name in self.meta.attempts:
             # The step went through: its earlier failures no longer count.
@@ -166,10 +177,17 @@ class Session(RunHooks):
         self.created_at = stored.created_at
         self.updated_at = stored.updated_at
         self.history = []
+        self.tell_observers()
         self.reply = None
         self.dirty = False
         self.effect_ran = False
         self.committed = True
+
+    def tell_observers(self) -> None:
+        """Tell the engine's observers the transitions not told yet, in order."""
+        observed, self.observed = self.observed, []
+        for event in observed:
+            self.engine.observe(event)
 
     async def commit_if_changed(self) -> None:
         if self.dirty or self.history or self.version == 0:

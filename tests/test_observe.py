@@ -106,3 +106,34 @@ async def test_the_opentelemetry_observer_emits_a_span_per_step_and_per_event() 
     failed = spans[("procflow.step charge", "b-1")]
     assert failed.status.status_code.name == "ERROR"
     assert failed.status.description and "card declined" in failed.status.description
+
+
+@dataclass
+class Unstorable:
+    """Once sent "go", a step leaves data that dumps but does not load back."""
+
+    items: list[str] | None = None
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("ready", pf.OnEvent("go", lambda: None)), pf.Step("fill", self.fill))
+
+    def fill(self) -> None:
+        self.items = [None]  # type: ignore[list-item]
+
+
+async def test_the_opentelemetry_observer_ends_the_span_of_a_step_whose_result_could_not_be_stored() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OpenTelemetryObserver(provider.get_tracer("test"))
+    async with pf.Engine(pf.MemoryStore(), workflows=[Unstorable], observers=[observer]) as engine:
+        await engine.start(Unstorable(), id="u-1")
+        await engine.send("u-1", "go")
+        assert (await engine.get("u-1")).status == pf.WorkflowStatus.FAILED
+    (fill,) = [s for s in exporter.get_finished_spans() if s.name == "procflow.step fill"]
+    assert fill.status.status_code.name == "ERROR"
+    assert fill.status.description and "UnstorableDataError" in fill.status.description

@@ -98,6 +98,20 @@ async def test_an_instance_failed_on_unstorable_data_keeps_its_last_commit(engin
     assert inst.state.threads[0].cur_callback == "pay"
 
 
+async def test_observers_are_not_told_the_step_or_finish_of_a_run_that_left_unstorable_data(
+    new_store: Callable[[], Store], clock: pf.TestClock
+) -> None:
+    seen: list[pf.Observed] = []
+    async with Engine(new_store(), workflows=[Cart], clock=clock, observers=[seen.append]) as engine:
+        await engine.start(Cart(id="c"), id="c")
+        LEAVES["c/total"] = "none in a list"
+        seen.clear()
+        await engine.send("c", "pay")
+    told = [(o.kind, o.name) for o in seen]
+    # The step ran, but its result was never stored, nor was the finish that followed.
+    assert told[-2:] == [("step_started", "total"), ("failed", "total")]
+
+
 async def test_a_send_whose_run_leaves_unstorable_data_still_returns_the_reply(engine: Engine) -> None:
     await engine.start(Cart(id="c"), id="c")
     LEAVES["c/total"] = "none in a list"

@@ -300,8 +300,12 @@ class Engine:
         wtype.attach(workflow, state)
         session = Session(self, wtype, workflow, state, correlation_id=correlation_id)
         session.transition("started")
+        # The turn: a send made while this run's steps run (the instance is stored
+        # before its second one) waits for it, and a step calling the engine on
+        # this very instance is a ReentrantCallError.
         with use_clock(self.clock):
-            session = await self._run(session)
+            async with self._turns.take(state.id):
+                session = await self._run(session)
         return session.instance()
 
     async def send(
@@ -557,7 +561,9 @@ class Engine:
                 else:
                     moved.status = ThreadStatus.RESUMING
                 state.status = WorkflowStatus.RESUMING
-                session.meta.failure = None
+                failure = session.meta.failure
+                if failure is not None and failure.thread in ("", thread):  # another thread's stays
+                    session.meta.failure = None
                 session.meta.retries.pop(thread, None)
                 session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
                 State.model_validate(state.model_dump())  # the result must be a valid State

@@ -68,6 +68,9 @@ class Session(RunHooks):
         # result must be committed before the next one runs.
         self.effect_ran = False
         self.committed = False
+        # Whether the row marks a cancel in progress: the mark is committed before a
+        # compensation runs, so that a cancel cut short there is carried on.
+        self.cancel_stored = state.cancelling
         self.history: list[HistoryEntry] = []
         # The history's transitions, told to the observers once they are committed.
         self.observed: list[Observed] = []
@@ -86,7 +89,8 @@ class Session(RunHooks):
         # A setup (the only effect of a parked, WAITING run) may hand out a link
         # to the instance: a never-stored instance is stored first.
         never_stored = self.version == 0 and self.state.status == WorkflowStatus.WAITING
-        if self.effect_ran or never_stored:
+        cancel_unstored = self.state.cancelling and not self.cancel_stored
+        if self.effect_ran or never_stored or cancel_unstored:
             await self.commit()
         self.effect_ran = True
 
@@ -182,6 +186,7 @@ class Session(RunHooks):
         self.dirty = False
         self.effect_ran = False
         self.committed = True
+        self.cancel_stored = self.state.cancelling
 
     def tell_observers(self) -> None:
         """Tell the engine's observers the transitions not told yet, in order."""

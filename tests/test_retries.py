@@ -141,7 +141,15 @@ class Booking(Trip):
         )
 
 
-WORKFLOWS = [Payment, NoPolicy, Trip, Booking]
+@dataclass
+class Flight(Trip):
+    """Only the flight (undoable), then a wait for a confirmation."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(self.bookings()[0], pf.Wait("confirmation", pf.OnEvent("confirm", lambda: None)))
+
+
+WORKFLOWS = [Payment, NoPolicy, Trip, Booking, Flight]
 
 
 @pytest.fixture(autouse=True)
@@ -336,6 +344,18 @@ async def test_goto_on_a_failed_instance_clears_its_failure_and_runs_on(engine: 
     assert inst.data.log == ["reserve", "ship"]
 
 
+async def test_goto_of_another_thread_leaves_a_failed_threads_failure_and_step_alone(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "side.db"), workflows=[FailedSide], clock=clock) as engine:
+        await engine.start(FailedSide(id="f"), id="f")
+        await engine.send("f", "kick")  # "call" fails: the instance fails on thread "side"
+        inst = await engine.goto("f", thread=pf.MAIN_THREAD, step="ending", who="ops", why="no ping")
+        assert inst.status == pf.WorkflowStatus.FAILED
+        assert inst.failure is not None and (inst.failure.step, inst.failure.thread) == ("call", "side")
+        assert TRIES["f"] == 1  # its step did not run again
+
+
 async def test_retry_of_an_instance_that_has_not_failed_is_refused(engine: Engine) -> None:
     await engine.start(Payment(id="p"), id="p")
     with pytest.raises(pf.ProcflowError, match="has not failed"):
@@ -476,6 +496,21 @@ async def test_a_cancel_whose_process_died_is_carried_on_by_a_worker_once_stale(
     inst = await engine.get("b")
     assert inst.status == pf.WorkflowStatus.CANCELLED
     assert inst.data.log == ["flight", "hotel", "no hotel", "no flight"]
+
+
+async def test_a_cancel_whose_process_died_in_its_first_compensation_is_carried_on_once_stale(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Flight(id="f"), id="f")
+    FLIGHT_CANCEL_CRASHES["f"] = 1
+    with pytest.raises(ProcessDied):  # in the first compensation: nothing of the cancel saved but its mark
+        await engine.cancel("f", reason="plans changed", compensate=True)
+    assert (await engine.get("f")).state.cancelling
+    clock.advance(engine.stale_after + 1)
+    assert await engine.work_once() == 1
+    inst = await engine.get("f")
+    assert inst.status == pf.WorkflowStatus.CANCELLED
+    assert inst.data.log == ["flight", "no flight"]
 
 
 async def test_an_instance_being_cancelled_refuses_events(engine: Engine) -> None:

@@ -470,6 +470,43 @@ async def test_a_send_while_a_step_of_the_instance_runs_in_this_process_waits_an
 
 
 @dataclass
+class Opener:
+    """Starts with two steps (the instance is stored before the second, which the test holds);
+    a side thread waits for "poke"."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go("side", pf.Wait("poking", pf.OnEvent("poke", lambda: None))),
+            pf.Step("first", lambda: LOG.append("first")),
+            pf.Step("long", self.long),
+            pf.Wait("ending", pf.OnEvent("end", lambda: None)),
+        )
+
+    async def long(self) -> None:
+        LOG.append("long")
+        GATES["entered"].set()
+        await GATES["release"].wait()
+
+
+async def test_a_send_while_a_step_of_a_start_runs_in_this_process_waits_and_runs_it_once(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
+    async with Engine(SQLiteStore(tmp_path / "opener.db"), workflows=[Opener], clock=clock) as engine:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(engine.start, Opener(), id="o"))
+            with anyio.fail_after(5):
+                await GATES["entered"].wait()
+            assert (await engine.get("o")).status == pf.WorkflowStatus.RESUMING  # stored, "long" running
+            tg.start_soon(engine.send, "o", "poke")  # waits for the start's turn
+            await anyio.sleep(0.05)
+            GATES["release"].set()
+        assert LOG == ["first", "long"]
+        inst = await engine.get("o")
+        assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]  # "side" got its poke
+
+
+@dataclass
 class SelfSender:
     """A step that sends an event to its own instance through the engine."""
 

@@ -221,6 +221,23 @@ class Engine:
         self._types[wtype.name] = wtype
         self._by_class[cls] = wtype
 
+    def name_of(self, workflow: Any) -> str:
+        """The name a new instance of ``workflow`` (an object or its class) is stored under.
+
+        A class registered under several names (an old one kept so that old rows
+        still load) starts instances under the one registered last.
+
+        Raises:
+            UnknownWorkflowError: the class is not registered.
+        """
+        cls = workflow if isinstance(workflow, type) else type(workflow)
+        wtype = self._by_class.get(cls)
+        if wtype is None:
+            raise UnknownWorkflowError(
+                f"{cls.__qualname__} is not registered; pass it in Engine(workflows=[...])"
+            )
+        return wtype.name
+
     def observe(self, event: Observed) -> None:
         """Tell every observer about ``event``; an observer that raises is logged, not obeyed."""
         for observer in self.observers:

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import anyio
+import http_helpers
 import httpx
 import pytest
 from http_helpers import (  # noqa: F401
@@ -266,6 +267,35 @@ async def test_list_pages_by_id_with_a_next_link(env: Env) -> None:
     assert ([i["id"] for i in last["items"]], last["next"]) == (["o-4"], None)
 
 
+async def test_the_next_link_of_a_workflow_whose_name_needs_encoding_leads_to_the_next_page(
+    env: Env,
+) -> None:
+    engine = pf.Engine(env.engine.store, {"my order": http_helpers.Order})
+    app = create_app(engine, open_engine=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        for n in range(3):
+            r = await c.post(
+                "/workflows/my%20order/instances", params={"id": f"o-{n}"}, json={"item": "lamp"}
+            )
+            assert r.status_code == 201, r.text
+        first = (await c.get("/workflows/my%20order/instances", params={"limit": 2})).json()
+        assert first["next"].startswith("/workflows/my%20order/instances?")
+        second = (await c.get(first["next"])).json()
+    assert [i["id"] for i in second["items"]] == ["o-2"]
+
+
+async def test_a_start_under_an_old_name_of_a_class_links_to_the_instance_under_its_current_name(
+    env: Env,
+) -> None:
+    engine = pf.Engine(env.engine.store, {"order_v1": http_helpers.Order, "Order": http_helpers.Order})
+    app = create_app(engine, open_engine=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        r = await c.post("/workflows/order_v1/instances", params={"id": "o-1"}, json={"item": "lamp"})
+        assert (r.status_code, r.json()["workflow"]) == (201, "Order")
+        assert r.headers["location"] == "/workflows/Order/instances/o-1" == r.json()["url"]
+        assert (await c.get(r.headers["location"])).status_code == 200
+
+
 async def test_list_items_link_to_their_instance(env: Env) -> None:
     await start_order(env, "o-1")
     [item] = (await env.client.get("/instances")).json()["items"]
@@ -482,6 +512,13 @@ async def test_cancel_without_a_reason_is_422(env: Env) -> None:
         await env.client.post("/workflows/Order/instances/o-1/cancel", json={}), 422, "RequestValidationError"
     )
     assert body["errors"][0]["loc"] == ["reason"]
+
+
+async def test_cancel_with_a_blank_reason_is_422(env: Env) -> None:
+    await start_order(env, "o-1")
+    r = await env.client.post("/workflows/Order/instances/o-1/cancel", json={"reason": "  "})
+    assert assert_problem(r, 422, "RequestValidationError")["errors"][0]["loc"] == ["reason"]
+    assert (await env.client.get("/workflows/Order/instances/o-1")).json()["status"] == "WAITING"
 
 
 async def test_cancel_of_a_finished_instance_is_409(env: Env) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -98,7 +98,7 @@ class Management:
         next_url = None
         if len(records) > limit:
             query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
-            next_url = f"{request.url.path}?{urlencode([*query, ('after', items[-1].id)])}"
+            next_url = f"{quote(request.url.path)}?{urlencode([*query, ('after', items[-1].id)])}"
         return model_response(InstancePage(items=items, next=next_url))
 
     # -- endpoints ---------------------------------------------------------------
@@ -132,7 +132,9 @@ class Management:
         correlation_id = key_param(request, "correlation_id")
         data = await read_json(request, self.max_body_bytes)
         workflow = entry.new_workflow({} if data is NO_BODY else data)
-        url = instance_path(base_path(request), entry.name, id)
+        # Under the name the engine stores it under: a class registered under an old
+        # name as well starts instances under its last one, whichever path was posted to.
+        url = instance_path(base_path(request), self.engine.name_of(workflow), id)
         try:
             instance = await self.engine.start(workflow, id=id, correlation_id=correlation_id)
         except (StepError, SetupError) as e:  # started and saved, but stopped by a failure

@@ -131,7 +131,7 @@ class WorkflowView(BaseModel):
 class CancelRequest(BaseModel):
     """The body of a cancel: why, and whether to undo completed steps first."""
 
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, pattern=r"\S")
     compensate: bool = False
 
 

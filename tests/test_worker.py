@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,6 +433,13 @@ async def test_a_worker_that_claims_an_instance_before_its_timer_is_due_puts_its
 # -- one process: operations on an instance take turns ------------------------------------------
 
 
+async def held_long() -> None:
+    """A step the test holds until it sets GATES["release"]."""
+    LOG.append("long")
+    GATES["entered"].set()
+    await GATES["release"].wait()
+
+
 @dataclass
 class Relay:
     """Main: "go", then a step the test holds; a side thread waits for "poke"."""
@@ -441,32 +448,33 @@ class Relay:
         return pf.S(
             pf.Go("side", pf.Wait("poking", pf.OnEvent("poke", lambda: None))),
             pf.Wait("going", pf.OnEvent("go", lambda: None)),
-            pf.Step("long", self.long),
+            pf.Step("long", held_long),
             pf.Wait("ending", pf.OnEvent("end", lambda: None)),
         )
 
-    async def long(self) -> None:
-        LOG.append("long")
-        GATES["entered"].set()
-        await GATES["release"].wait()
+
+async def _poke_while_long_runs(engine: Engine, id: str, begin: Callable[[], Awaitable[object]]) -> None:
+    """Run ``begin`` (which reaches the held step "long"), send "poke" meanwhile, then let "long" end."""
+    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(begin)
+        with anyio.fail_after(5):
+            await GATES["entered"].wait()
+        assert (await engine.get(id)).status == pf.WorkflowStatus.RESUMING  # stored, "long" running
+        tg.start_soon(engine.send, id, "poke")  # waits for the turn of the run that holds "long"
+        await anyio.sleep(0.05)
+        GATES["release"].set()
+    inst = await engine.get(id)
+    assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]  # "side" got its poke
 
 
 async def test_a_send_while_a_step_of_the_instance_runs_in_this_process_waits_and_runs_it_once(
     tmp_path: Path, clock: TestClock
 ) -> None:
-    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
     async with Engine(SQLiteStore(tmp_path / "relay.db"), workflows=[Relay], clock=clock) as engine:
         await engine.start(Relay(), id="r")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(engine.send, "r", "go")  # runs "long"
-            with anyio.fail_after(5):
-                await GATES["entered"].wait()
-            tg.start_soon(engine.send, "r", "poke")  # waits for the first send's turn
-            await anyio.sleep(0.05)
-            GATES["release"].set()
-        assert LOG == ["long"]
-        inst = await engine.get("r")
-        assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]  # "side" got its poke
+        await _poke_while_long_runs(engine, "r", functools.partial(engine.send, "r", "go"))
+    assert LOG == ["long"]
 
 
 @dataclass
@@ -478,32 +486,17 @@ class Opener:
         return pf.S(
             pf.Go("side", pf.Wait("poking", pf.OnEvent("poke", lambda: None))),
             pf.Step("first", lambda: LOG.append("first")),
-            pf.Step("long", self.long),
+            pf.Step("long", held_long),
             pf.Wait("ending", pf.OnEvent("end", lambda: None)),
         )
-
-    async def long(self) -> None:
-        LOG.append("long")
-        GATES["entered"].set()
-        await GATES["release"].wait()
 
 
 async def test_a_send_while_a_step_of_a_start_runs_in_this_process_waits_and_runs_it_once(
     tmp_path: Path, clock: TestClock
 ) -> None:
-    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
     async with Engine(SQLiteStore(tmp_path / "opener.db"), workflows=[Opener], clock=clock) as engine:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(functools.partial(engine.start, Opener(), id="o"))
-            with anyio.fail_after(5):
-                await GATES["entered"].wait()
-            assert (await engine.get("o")).status == pf.WorkflowStatus.RESUMING  # stored, "long" running
-            tg.start_soon(engine.send, "o", "poke")  # waits for the start's turn
-            await anyio.sleep(0.05)
-            GATES["release"].set()
-        assert LOG == ["first", "long"]
-        inst = await engine.get("o")
-        assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]  # "side" got its poke
+        await _poke_while_long_runs(engine, "o", functools.partial(engine.start, Opener(), id="o"))
+    assert LOG == ["first", "long"]
 
 
 @dataclass

@@ -230,13 +230,20 @@ class Engine:
         Raises:
             UnknownWorkflowError: the class is not registered.
         """
-        cls = workflow if isinstance(workflow, type) else type(workflow)
+        return self._type_of(workflow if isinstance(workflow, type) else type(workflow)).name
+
+    def _type_of(self, cls: type[Any]) -> WorkflowType:
+        """How the registered class ``cls`` is stored.
+
+        Raises:
+            UnknownWorkflowError: it is not registered.
+        """
         wtype = self._by_class.get(cls)
         if wtype is None:
             raise UnknownWorkflowError(
                 f"{cls.__qualname__} is not registered; pass it in Engine(workflows=[...])"
             )
-        return wtype.name
+        return wtype
 
     def observe(self, event: Observed) -> None:
         """Tell every observer about ``event``; an observer that raises is logged, not obeyed."""
@@ -308,11 +315,7 @@ class Engine:
         for what, key in (("id", id), ("correlation_id", correlation_id)):
             if key is not None and not isinstance(key, str):
                 raise TypeError(f"start: {what} must be a str, got {type(key).__name__} {key!r}")
-        wtype = self._by_class.get(type(workflow))
-        if wtype is None:
-            raise UnknownWorkflowError(
-                f"{type(workflow).__qualname__} is not registered; pass it in Engine(workflows=[...])"
-            )
+        wtype = self._type_of(type(workflow))
         state = State.new(id or new_id(), wtype.name)
         wtype.attach(workflow, state)
         session = Session(self, wtype, workflow, state, correlation_id=correlation_id)

@@ -57,7 +57,7 @@ from .errors import (
     WorkflowFinishedError,
 )
 from .handlers import FunctionHandler
-from .idempotency import kept_reply, reply_to_keep, request_digest
+from .idempotency import kept_reply, reply_json, reply_to_keep, request_digest
 from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import cancel, handle_callback, resume
@@ -368,6 +368,9 @@ class Engine:
                 ``handle_callback`` raises them; nothing is saved.
             IdempotencyKeyReused: ``idempotency_key`` was first sent with
                 another event or payload; nothing runs.
+            UnstorableDataError: with an ``idempotency_key``, the handler's
+                reply does not serialise to JSON, so it cannot be kept;
+                nothing is saved and the thread stays parked.
             ConflictError: the instance kept changing under us after
                 ``conflict_retries`` attempts.
         """
@@ -402,8 +405,8 @@ class Engine:
                 continue
             buffered = reply is _BUFFERED
             if idempotency_key is not None:
-                reply_json = "null" if buffered else _ANY.dump_json(reply).decode()
-                session.reply = (idempotency_key, reply_to_keep(digest, reply_json))
+                kept_json = "null" if buffered else reply_json(reply, req.name, idempotency_key)
+                session.reply = (idempotency_key, reply_to_keep(digest, kept_json))
             try:
                 await session.commit()
             except ConflictError:

@@ -165,6 +165,9 @@ class UnstorableDataError(ProcflowError):
     its JSON would not validate back as the workflow's class (a ``None`` in a
     ``list[str]`` field, say).
 
+    Also raised by a send with an idempotency key whose handler's reply does
+    not serialise to JSON, since the reply must be kept for a repeat.
+
     Nothing is saved. When a step left such data, the engine keeps the
     instance as its last commit left it and marks it ``FAILED`` on that step,
     so ``retry`` runs the step again once its code is fixed.

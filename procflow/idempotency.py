@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 
-from .errors import IdempotencyKeyReused
+from .errors import IdempotencyKeyReused, UnstorableDataError
 
-__all__ = ["kept_reply", "reply_to_keep", "request_digest"]
+__all__ = ["kept_reply", "reply_json", "reply_to_keep", "request_digest"]
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 _DIGEST_LENGTH = 64
@@ -43,6 +43,23 @@ def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
         body = repr(payload)
     request = json.dumps([event, thread_id, pc, body])
     return hashlib.sha256(request.encode()).hexdigest()
+
+
+def reply_json(reply: Any, event: str, key: str) -> str:
+    """The JSON text of a handler's ``reply`` to ``event``, to keep under ``key``.
+
+    Raises:
+        UnstorableDataError: ``reply`` has no JSON form, so a repeat could not
+            be answered with it.
+    """
+    try:
+        return _ANY.dump_json(reply).decode()
+    except PydanticSerializationError as e:
+        raise UnstorableDataError(
+            f"event {event!r} was not delivered, nothing was saved: its handler's reply {reply!r} "
+            f"must be kept for idempotency key {key!r}, but it does not serialise to JSON ({e}); "
+            "return JSON values or a pydantic model, or send without an idempotency key"
+        ) from None
 
 
 def reply_to_keep(digest: str, reply_json: str) -> str:

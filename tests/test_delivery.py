@@ -113,6 +113,22 @@ class Till:
         return {"receipt": self.paid, "cents": cents}
 
 
+class Receipt:
+    """A reply with no JSON form."""
+
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+@dataclass
+class OpaqueTill(Till):
+    """The till, replying with a ``Receipt`` object instead of JSON values."""
+
+    def pay(self, cents: int) -> Any:  # the reply type is Any: pydantic has no schema for Receipt
+        super().pay(cents)
+        return Receipt(cents)
+
+
 class Amount(BaseModel):
     cents: int
     currency: str = "EUR"
@@ -260,7 +276,20 @@ class Prepaid(Capped):
         )
 
 
-WORKFLOWS = [Cart, EagerCart, Webhook, Till, Strict, Lenient, Retries, Deposits, Parcel, Capped, Prepaid]
+WORKFLOWS = [
+    Cart,
+    EagerCart,
+    Webhook,
+    Till,
+    OpaqueTill,
+    Strict,
+    Lenient,
+    Retries,
+    Deposits,
+    Parcel,
+    Capped,
+    Prepaid,
+]
 
 
 @pytest.fixture(autouse=True)
@@ -493,6 +522,25 @@ async def test_a_send_that_failed_keeps_no_reply_for_its_key(engine: Engine) -> 
     with pytest.raises(pf.PayloadError):
         await engine.send("t", "pay", "not a number", idempotency_key="k")
     assert await engine.send("t", "pay", 9, idempotency_key="k") == {"receipt": 1, "cents": 9}
+
+
+async def test_a_reply_with_no_json_form_is_returned_without_a_key(engine: Engine) -> None:
+    await engine.start(OpaqueTill(), id="t")
+    assert (await engine.send("t", "pay", 7)).cents == 7
+    assert (await engine.get("t")).data.paid == 1
+
+
+async def test_a_reply_with_no_json_form_cannot_be_kept_for_a_key_and_nothing_is_saved(
+    engine: Engine,
+) -> None:
+    await engine.start(OpaqueTill(), id="t")
+    version = (await engine.store.get("t")).version
+    with pytest.raises(pf.UnstorableDataError, match=r"idempotency key 'k'.*does not serialise to JSON"):
+        await engine.send("t", "pay", 7, idempotency_key="k")
+    assert (await engine.store.get("t")).version == version
+    inst = await engine.get("t")
+    assert inst.data.paid == 0
+    assert [str(p) for p in inst.parked] == ["till(pay)"]
 
 
 async def test_idempotency_holds_across_engines_on_one_sqlite_file(tmp_path: Path) -> None:

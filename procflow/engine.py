@@ -55,6 +55,7 @@ from .errors import (
     UnknownWorkflowError,
     UnstorableDataError,
     WorkflowFinishedError,
+    describe_exception,
 )
 from .handlers import FunctionHandler
 from .idempotency import kept_reply, reply_json, reply_to_keep, request_digest
@@ -1056,7 +1057,7 @@ class Engine:
         session.meta.failure = Failure(
             step=name,
             thread=error.thread_id,
-            error=f"{type(cause).__name__}: {cause}",
+            error=describe_exception(cause or error),
             attempts=attempts,
             at=now,
         )
@@ -1072,7 +1073,7 @@ class Engine:
         session.meta.failure = Failure(
             step=error.step,
             thread="",
-            error=f"{type(cause).__name__}: {cause}",
+            error=describe_exception(cause or error),
             attempts=attempts,
             at=self.clock.now(),
         )

@@ -80,7 +80,7 @@ class StepError(ProcflowError):
         where = f" in thread {thread_id!r}" if thread_id else ""
         if instance:
             where += f" of {instance}"
-        super().__init__(f"{what} {step!r}{where} raised {type(cause).__name__}: {cause}")
+        super().__init__(f"{what} {step!r}{where} raised {describe_exception(cause)}")
 
 
 class SetupError(ProcflowError):
@@ -152,7 +152,8 @@ class IdempotencyKeyReused(ProcflowError):
 
 
 class ReentrantCallError(ProcflowError):
-    """A step or handler called the engine on the instance whose run is running it.
+    """A step or handler (or a task it started) called the engine on the
+    instance whose run is running it.
 
     The engine's operations on one instance take turns, so that call would
     wait for the run that made it. Change the workflow's data in the step
@@ -203,3 +204,16 @@ class CorruptInstanceError(StoreError):
 
     The message names the instance; other instances are not affected.
     """
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"Type: message"`` for ``exc``, as failures and hooks record it.
+
+    An exception group (a task group's, say) also lists what it holds, since
+    its own message ("unhandled errors in a TaskGroup") does not say what
+    went wrong.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BaseExceptionGroup):
+        text += " [" + "; ".join(describe_exception(e) for e in exc.exceptions) + "]"
+    return text

@@ -46,6 +46,7 @@ from .errors import (
     StaleCallback,
     StepError,
     WorkflowFinishedError,
+    describe_exception,
 )
 from .handlers import FunctionHandler, Handler
 from .hooks import RunHooks
@@ -536,7 +537,7 @@ class _Run:
                         await result
                 except Exception as e:
                     if hooks is not None:
-                        hooks.transition("step_failed", node.name, t.id, _describe(e))
+                        hooks.transition("step_failed", node.name, t.id, describe_exception(e))
                     raise StepError(node.name, t.id, e, instance=_instance(state)) from e
                 name = node.name
                 if hooks is not None:
@@ -895,7 +896,7 @@ class _Run:
                     await result
             except Exception as exc:
                 if self.hooks is not None:
-                    self.hooks.transition("teardown_error", e.req.name, t.id, _describe(exc))
+                    self.hooks.transition("teardown_error", e.req.name, t.id, describe_exception(exc))
                 logger.warning(
                     "teardown of event %r of thread %r of %r %r failed: %s",
                     e.req.name,
@@ -907,7 +908,7 @@ class _Run:
                 if keep_failed:
                     values = self.touch(e)
                     values["status"] = _TEARDOWN_ERROR
-                    values["error"] = _describe(exc)
+                    values["error"] = describe_exception(exc)
                     await self.checkpoint(_AFTER_TEARDOWN)
                     return
         if self.hooks is not None:
@@ -957,13 +958,13 @@ class _Run:
                 except Exception as exc:
                     if failures is None:
                         failures = _Failures()
-                    failures[(t.id, req.name)] = _describe(exc)
+                    failures[(t.id, req.name)] = describe_exception(exc)
                     failures.cause = failures.cause or exc
                     values = self.touch(e)
                     values["status"] = _SETUP_ERROR
-                    values["error"] = _describe(exc)
+                    values["error"] = describe_exception(exc)
                     if hooks is not None:
-                        hooks.transition("setup_error", req.name, t.id, _describe(exc))
+                        hooks.transition("setup_error", req.name, t.id, describe_exception(exc))
                 else:
                     if hooks is not None:
                         hooks.transition("setup", req.name, t.id)
@@ -1048,10 +1049,6 @@ _COMPENSATING = Thread(id=MAIN_THREAD, name=MAIN_THREAD)
 
 class _Failures(dict[tuple[str, str], str]):
     cause: BaseException | None = None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _require_state(state: object) -> None:

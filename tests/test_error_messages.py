@@ -69,6 +69,21 @@ async def test_a_step_error_names_the_step_the_thread_and_the_instance() -> None
     assert str(caught.value) == f"Step 'charge' {WHERE} raised Failure: boom"
 
 
+def fail_in_a_group() -> None:
+    raise ExceptionGroup("unhandled errors in a TaskGroup", [Failure("boom"), KeyError("sku")])
+
+
+@pytest.mark.anyio
+async def test_a_step_error_from_an_exception_group_names_the_exceptions_it_holds() -> None:
+    wf = Flow(lambda f: pf.S(pf.Step("charge", fail_in_a_group)))
+    with pytest.raises(pf.StepError) as caught:
+        await run(wf)
+    assert str(caught.value) == (
+        f"Step 'charge' {WHERE} raised ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions) "
+        "[Failure: boom; KeyError: 'sku']"
+    )
+
+
 @pytest.mark.anyio
 async def test_a_waitfor_handler_error_names_the_waitfor_the_thread_and_the_instance() -> None:
     wf = Flow(lambda f: pf.S(pf.WaitFor("ready", True, fail)))

@@ -75,3 +75,61 @@ async def test_taking_a_turn_the_task_already_has_raises_reentrant_call_error() 
         with pytest.raises(pf.ReentrantCallError, match="'i-1'"):
             async with turns.take("i-1"):
                 pass
+
+
+async def test_a_task_started_by_the_holder_and_awaited_by_it_raises_reentrant_call_error() -> None:
+    turns, raised = Turns(), []
+
+    async def child() -> None:
+        try:
+            async with turns.take("i-1"):
+                pass
+        except pf.ReentrantCallError as e:
+            raised.append(e)
+
+    with anyio.fail_after(1):
+        async with turns.take("i-1"), anyio.create_task_group() as tg:
+            tg.start_soon(child)
+    assert len(raised) == 1
+
+
+async def test_a_task_started_by_a_holder_takes_the_turn_normally_once_the_holder_let_go() -> None:
+    turns, order = Turns(), []
+    released = anyio.Event()
+
+    async def child() -> None:
+        await released.wait()
+        async with turns.take("i-1") as waited:
+            order.append(("child", waited))
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            async with turns.take("i-1"):
+                tg.start_soon(child)
+                order.append(("holder", False))
+            released.set()
+    assert order == [("holder", False), ("child", False)]
+
+
+async def test_a_task_started_by_a_holder_waits_for_a_later_holder_rather_than_raising() -> None:
+    turns, order = Turns(), []
+    released, taken_again = anyio.Event(), anyio.Event()
+
+    async def later_holder() -> None:
+        async with turns.take("i-1"):
+            taken_again.set()
+            await anyio.sleep(0.02)
+            order.append("later holder")
+
+    async def child() -> None:
+        await taken_again.wait()
+        async with turns.take("i-1") as waited:
+            order.append(f"child waited={waited}")
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            async with turns.take("i-1"):
+                tg.start_soon(child)
+            released.set()
+            tg.start_soon(later_holder)
+    assert order == ["later holder", "child waited=True"]

@@ -531,6 +531,28 @@ async def test_a_step_that_calls_the_engine_on_its_own_instance_fails_with_reent
     assert inst.failure is not None and inst.failure.error.startswith("ReentrantCallError: instance 's'")
 
 
+@dataclass
+class ChildTaskSender(SelfSender):
+    """The same, from a task its step starts and waits for."""
+
+    async def send_to_myself(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(SELF_SENDING[0].send, self.id, "e")
+
+
+async def test_a_task_started_by_a_step_that_calls_the_engine_on_its_instance_fails_the_step(
+    tmp_path: Path,
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "self.db"), workflows=[ChildTaskSender]) as engine:
+        SELF_SENDING[:] = [engine]
+        await engine.start(ChildTaskSender(id="s"), id="s")
+        with anyio.fail_after(5):  # it used to wait for itself, forever
+            await engine.send("s", "kick")
+        inst = await engine.get("s")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    assert inst.failure is not None and "ReentrantCallError: instance 's'" in inst.failure.error
+
+
 # -- several workers: each due timer delivered exactly once ------------------------------------
 
 

@@ -119,6 +119,11 @@ def summarize(record: Any) -> InstanceSummary:
         parked = tuple(parkings(decode_state(record.state, record.id, record.workflow, record.status)))
     except Exception as e:
         error = f"stored state cannot be decoded: {type(e).__name__}"
+    else:
+        try:
+            Bookkeeping.load(record.meta)
+        except ValueError as e:
+            error = f"stored bookkeeping (meta) cannot be decoded: {type(e).__name__}"
     return InstanceSummary(
         id=record.id,
         workflow=record.workflow,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -344,6 +345,18 @@ async def test_a_corrupt_row_names_the_instance_and_spares_the_others(store: Sto
         assert summaries["bad"].error
         assert summaries["good"].error == ""
         await engine.send("good", "approve", {"approver": "ann"})
+
+
+async def test_a_row_whose_bookkeeping_is_corrupt_is_listed_with_an_error(store: Store) -> None:
+    async with Engine(store, workflows=[Order]) as engine:
+        await engine.start(Order(), id="good")
+        good = await store.get("good")
+        await store.insert(dataclasses.replace(good, id="bad", meta="{not json", version=0))
+        with pytest.raises(pf.CorruptInstanceError, match="'bad'"):
+            await engine.get("bad")
+        summaries = {s.id: s for s in [s async for s in engine.list()]}
+        assert summaries["bad"].error.startswith("stored bookkeeping (meta) cannot be decoded")
+        assert summaries["good"].error == ""
 
 
 async def test_a_row_of_an_unregistered_workflow_raises_unknown_workflow(store: Store) -> None:

@@ -122,6 +122,13 @@ def test_a_malformed_token_is_refused(token: str) -> None:
         signer().verify(token)
 
 
+@pytest.mark.parametrize("garbage", ["é", "\udcff", " ", "+/="])
+def test_a_token_whose_claims_hold_characters_outside_base64_is_refused(garbage: str) -> None:
+    version, kid, body, mac = signer().token(REQ, expires_in=60).split(".")
+    with pytest.raises(CallbackTokenError, match="malformed"):
+        signer().verify(f"{version}.{kid}.{body}{garbage}.{mac}")
+
+
 def test_the_key_id_and_repr_do_not_reveal_the_secret() -> None:
     s = signer()
     assert SECRET not in repr(s)
@@ -136,6 +143,18 @@ def test_a_signer_without_a_secret_is_refused() -> None:
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(SigningConfigError, match="at least 32 bytes"):
         CallbackSigner(["hunter2"])
+
+
+@pytest.mark.parametrize("alone", [SECRET, SECRET.encode()], ids=["str", "bytes"])
+def test_one_secret_passed_alone_is_that_one_secret(alone: str | bytes) -> None:
+    s = CallbackSigner(alone)
+    assert s.key_ids == signer(SECRET).key_ids
+    assert CallbackSigner([SECRET]).verify(s.token(REQ, expires_in=60)).instance_id == "e-1"
+
+
+def test_a_secret_that_is_neither_str_nor_bytes_is_refused() -> None:
+    with pytest.raises(SigningConfigError, match="must be a str or bytes, got int"):
+        CallbackSigner([SECRET, 12345])  # type: ignore[list-item]
 
 
 def test_from_env_reads_comma_separated_secrets_newest_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,9 +190,11 @@ def test_minting_for_a_request_that_names_no_parking_is_refused(req: pf.Callback
         signer().token(req, expires_in=60)
 
 
-@pytest.mark.parametrize("expires_in", [0, -5, timedelta(0)])
-def test_minting_with_a_non_positive_lifetime_is_refused(expires_in: float | timedelta) -> None:
-    with pytest.raises(ValueError, match="positive"):
+@pytest.mark.parametrize("expires_in", [0, -5, timedelta(0), float("inf"), float("nan")])
+def test_minting_with_a_lifetime_that_is_not_positive_and_finite_is_refused(
+    expires_in: float | timedelta,
+) -> None:
+    with pytest.raises(ValueError, match="positive and finite"):
         signer().token(REQ, expires_in=expires_in)
 
 

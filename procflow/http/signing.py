@@ -79,8 +79,8 @@ class CallbackClaims:
 class CallbackSigner:
     """Mints and verifies signed callback tokens and URLs.
 
-    ``secrets``: one or more secrets (``str`` or ``bytes``, each at least
-    ``MIN_SECRET_BYTES`` bytes); the first signs, all verify. ``base_url``:
+    ``secrets``: one secret or a list of them (``str`` or ``bytes``, each at
+    least ``MIN_SECRET_BYTES`` bytes); the first signs, all verify. ``base_url``:
     where the app is reachable from outside (e.g.
     ``https://api.example.com/procflow``), needed by ``url``. ``clock``
     gives Unix seconds (inject one in tests).
@@ -89,19 +89,29 @@ class CallbackSigner:
     handlers that mint URLs (see ``CallbackLink``) and to ``create_app``.
 
     Raises:
-        SigningConfigError: no secret, or one that is too short.
+        SigningConfigError: no secret, one that is too short, or one that
+            is neither ``str`` nor ``bytes``.
     """
 
     def __init__(
         self,
-        secrets: Iterable[str | bytes],
+        secrets: str | bytes | Iterable[str | bytes],
         *,
         base_url: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         keys: dict[str, bytes] = {}
-        for secret in secrets:
-            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+        # One secret alone is one secret: iterating bytes would give ints, and
+        # bytes(int) a run of zero bytes anyone could sign with.
+        for secret in [secrets] if isinstance(secrets, (str, bytes, bytearray)) else secrets:
+            if isinstance(secret, str):
+                raw = secret.encode()
+            elif isinstance(secret, (bytes, bytearray)):
+                raw = bytes(secret)
+            else:
+                raise SigningConfigError(
+                    f"a callback signing secret must be a str or bytes, got {type(secret).__name__}"
+                )
             if len(raw) < MIN_SECRET_BYTES:
                 raise SigningConfigError(
                     f"a callback signing secret needs at least {MIN_SECRET_BYTES} bytes, got {len(raw)}; "
@@ -162,11 +172,12 @@ class CallbackSigner:
         ``workflow_id``, ``thread_id``, ``name`` and ``pc`` filled in).
 
         Raises:
-            ValueError: ``req`` does not name a parked event, or ``expires_in`` is not positive.
+            ValueError: ``req`` does not name a parked event, or ``expires_in``
+                is not positive and finite.
         """
         seconds = expires_in.total_seconds() if isinstance(expires_in, timedelta) else float(expires_in)
-        if not seconds > 0:
-            raise ValueError(f"expires_in must be positive, got {expires_in!r}")
+        if not 0 < seconds < math.inf:
+            raise ValueError(f"expires_in must be positive and finite, got {expires_in!r}")
         if not req.workflow_id or not req.thread_id or not req.name or req.pc <= 0:
             raise ValueError(
                 f"{req!r} does not name a parked event; mint tokens in a handler's setup, "
@@ -211,6 +222,8 @@ class CallbackSigner:
         if len(parts) != 4 or parts[0] != _VERSION:
             raise CallbackTokenError("the callback token is malformed")
         version, kid, body, mac = parts
+        if not _B64.fullmatch(body):  # the MAC is over ASCII text
+            raise CallbackTokenError("the callback token is malformed")
         key = self._keys.get(kid)
         if key is None:
             raise CallbackTokenError(

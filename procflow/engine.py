@@ -997,7 +997,13 @@ class Engine:
         step, thread = next(
             ((h.name, h.thread) for h in reversed(session.history) if h.kind == "step"), ("", "")
         )
-        return await self._fail(await self._reload(session), step, thread, f"UnstorableDataError: {error}")
+        reloaded = await self._reload(session)
+        # The step did start, though the run around it is undone: its observers
+        # hear that before they hear it failed.
+        reloaded.observed += [
+            o for o in session.observed if o.kind == "step_started" and (o.name, o.thread) == (step, thread)
+        ][-1:]
+        return await self._fail(reloaded, step, thread, f"UnstorableDataError: {error}")
 
     async def _fail(self, session: Session, step: str, thread: str, error: str) -> Session:
         """Mark the instance ``FAILED`` on ``step`` in ``thread`` (both may be empty) and commit it."""

@@ -216,4 +216,17 @@ def describe_exception(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, BaseExceptionGroup):
         text += " [" + "; ".join(describe_exception(e) for e in exc.exceptions) + "]"
+    return storable_text(text)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``).
+
+    Messages may hold them (a file name that is not UTF-8, as ``os.listdir``
+    returns it); stored, they would make the whole commit fail to encode.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
     return text

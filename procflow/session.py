@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .bookkeeping import Bookkeeping
+from .errors import storable_text
 from .hooks import RunHooks
 from .instance import Instance
 from .interpreter import CheckpointType
@@ -104,14 +105,17 @@ class Session(RunHooks):
 
     def transition(self, kind: str, name: str = "", thread: str = "", detail: str = "") -> None:
         at = self.engine.clock.now()
+        detail = storable_text(detail)
         observed = Observed(kind, self.state.id, self.wtype.name, name, thread, detail, at)
         if kind == "step_started":
-            # Told at once, after what came before it, and never stored: the history
-            # keeps what happened, not what began. (What came before is committed by
-            # then, except a start's first transitions: an instance is stored once its
-            # first run parks.)
-            self.tell_observers()
-            self.engine.observe(observed)
+            # Never stored: the history keeps what happened, not what began. Told at
+            # once when all before it is committed; otherwise (a start's first run,
+            # stored once it parks; a teardown before the step) it waits for their
+            # commit, so a run that is undone tells nothing it would have told.
+            if self.observed or self.version == 0:
+                self.observed.append(observed)
+            else:
+                self.engine.observe(observed)
             return
         # Told once committed: a run that fails before its commit (data that cannot be
         # stored, a conflict) is undone, and so is what it would have told.

@@ -57,6 +57,32 @@ async def test_observers_are_told_when_a_step_starts_but_the_history_does_not_ke
         assert "step_started" not in [h.kind for h in await engine.history("o-1")]
 
 
+async def test_observers_hear_nothing_of_a_start_refused_for_a_taken_id() -> None:
+    seen: list[Observed] = []
+    async with pf.Engine(pf.MemoryStore(), workflows=[Order], observers=[seen.append]) as engine:
+        await engine.start(Order(), id="o-1")
+        seen.clear()
+        with pytest.raises(pf.DuplicateInstanceError):
+            await engine.start(Order(), id="o-1")
+    assert seen == []
+
+
+async def test_observers_hear_a_teardown_once_when_the_run_after_it_was_undone_and_retried() -> None:
+    seen: list[Observed] = []
+    async with pf.Engine(pf.MemoryStore(), workflows=[Unstorable], observers=[seen.append]) as engine:
+        await engine.start(Unstorable(), id="u-1")
+        await engine.send("u-1", "go")
+        FILL_STORABLY[0] = True
+        try:
+            await engine.retry("u-1")
+        finally:
+            FILL_STORABLY[0] = False
+        history = [(h.kind, h.name) for h in await engine.history("u-1")]
+    heard = [(o.kind, o.name) for o in seen if o.kind != "step_started"]
+    assert heard == history
+    assert heard.count(("teardown", "go")) == 1
+
+
 async def test_an_observer_that_raises_does_not_change_what_the_workflow_does() -> None:
     def broken(event: Observed) -> None:
         raise ValueError("observer bug")
@@ -118,7 +144,11 @@ class Unstorable:
         return pf.S(pf.Wait("ready", pf.OnEvent("go", lambda: None)), pf.Step("fill", self.fill))
 
     def fill(self) -> None:
-        self.items = [None]  # type: ignore[list-item]
+        self.items = ["ok"] if FILL_STORABLY[0] else [None]  # type: ignore[list-item]
+
+
+# Whether Unstorable's step leaves storable data (its code fixed, as before a retry).
+FILL_STORABLY = [False]
 
 
 async def test_the_opentelemetry_observer_ends_the_span_of_a_step_whose_result_could_not_be_stored() -> None:

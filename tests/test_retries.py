@@ -90,6 +90,18 @@ class NoPolicy:
             raise ValueError("bad answer")
 
 
+# A file name that is not UTF-8, as os.listdir returns it: a lone surrogate.
+NON_UTF8_NAME = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Unreadable(NoPolicy):
+    """Its step fails with a message that holds a lone surrogate."""
+
+    def call(self) -> None:
+        raise FileNotFoundError(f"cannot open {NON_UTF8_NAME}")
+
+
 # How many more times Trip's flight cancellation raises, and dies with its process, by workflow id.
 CANCEL_FLIGHT_FAILURES: Counter[str] = Counter()
 FLIGHT_CANCEL_CRASHES: Counter[str] = Counter()
@@ -149,7 +161,7 @@ class Flight(Trip):
         return pf.S(self.bookings()[0], pf.Wait("confirmation", pf.OnEvent("confirm", lambda: None)))
 
 
-WORKFLOWS = [Payment, NoPolicy, Trip, Booking, Flight]
+WORKFLOWS = [Payment, NoPolicy, Unreadable, Trip, Booking, Flight]
 
 
 @pytest.fixture(autouse=True)
@@ -299,6 +311,19 @@ async def test_a_step_without_a_retry_policy_fails_the_instance_on_its_first_err
     assert inst.failure is not None
     assert (inst.failure.step, inst.failure.attempts) == ("call", 1)
     assert inst.failure.error == "ValueError: bad answer"
+
+
+async def test_a_failure_whose_message_holds_a_lone_surrogate_is_stored_with_it_escaped(
+    engine: Engine,
+) -> None:
+    inst = await engine.start(Unreadable(id="u"), id="u")
+    assert inst.status == pf.WorkflowStatus.FAILED
+    stored = await engine.get("u")
+    assert stored.failure is not None
+    assert stored.failure.error == "FileNotFoundError: cannot open report-\\udcff.csv"
+    assert [h.detail for h in await engine.history("u") if h.kind == "failed"] == [
+        "after 1 attempt(s): cannot open report-\\udcff.csv"
+    ]
 
 
 # -- retry by hand, cancel with compensation ---------------------------------------------------

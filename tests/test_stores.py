@@ -529,6 +529,12 @@ async def test_list_filters_by_several_statuses_in_id_order_and_pages(store: Sto
 
 
 @pytest.mark.anyio
+async def test_list_filtered_by_an_empty_list_of_statuses_is_empty(store: Store) -> None:
+    await _fill(store)
+    assert await store.list(status=[]) == []
+
+
+@pytest.mark.anyio
 async def test_list_filters_by_workflow_and_status_together(store: Store) -> None:
     await _fill(store)
     assert [r.id for r in await store.list(workflow="order", status="WAITING", after="o-3")] == ["o-4"]

@@ -313,6 +313,8 @@ class PostgresStore:
         """
         check_limit(limit)
         statuses = status_filter(status)
+        if statuses == []:  # no status is asked for: no instance has one of them
+            return []
         queries = [
             page_query(COLUMNS, status=one, workflow=workflow, after=after, limit=limit, mark="%s")
             for one in (statuses if statuses is not None else [None])

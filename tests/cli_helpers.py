@@ -8,14 +8,18 @@ from pathlib import Path
 
 
 def procflow(
-    cwd: Path, *args: str, path: str = "/usr/bin:/bin", user: str = ""
+    cwd: Path, *args: str, path: str = "/usr/bin:/bin", user: str = "", as_module: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``procflow ARGS`` in ``cwd`` (on its ``PYTHONPATH``, so app modules there import)."""
-    env = {"PATH": path, "NO_COLOR": "1", "PYTHONPATH": str(cwd)}
+    """Run ``procflow ARGS`` in ``cwd`` as the installed command runs: ``cwd`` is not on ``sys.path``.
+
+    With ``as_module``, as ``python -m procflow ARGS`` runs, which puts ``cwd`` first on ``sys.path``.
+    """
+    env = {"PATH": path, "NO_COLOR": "1"}
     if user:
         env["USER"] = user
+    python = [sys.executable, "-m"] if as_module else [sys.executable, "-P", "-m"]  # -P: no cwd on the path
     return subprocess.run(
-        [sys.executable, "-m", "procflow", *args],
+        [*python, "procflow", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -386,6 +386,54 @@ def test_an_app_registers_its_workflow_classes_and_db_selects_the_store(tmp_path
     assert "t-1: FINISHED" in result.stdout
 
 
+BESIDE = """
+import os
+import sys
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Lookup:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("asked", pf.OnEvent("ask", self.ask), pf.OnEvent("count", self.count)))
+
+    def ask(self) -> str:
+        import answers  # a module beside the app, imported only when the event comes
+
+        return answers.ANSWER
+
+    def count(self) -> int:
+        return sys.path.count(os.getcwd())
+
+engine = pf.Engine(pf.SQLiteStore("lookup.db"), workflows=[Lookup])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Lookup]) as e:
+        await e.start(Lookup(), id="l-1")
+"""
+
+
+@pytest.fixture
+def beside(tmp_path: Path) -> Path:
+    """A folder with an app (lookup.py) whose handler imports answers.py from beside it; l-1 waits."""
+    (tmp_path / "lookup.py").write_text(BESIDE)
+    (tmp_path / "answers.py").write_text("ANSWER = 'forty-two'\n")
+    seed(tmp_path, "lookup", f"sqlite:///{tmp_path / 'lookup.db'}")
+    return tmp_path
+
+
+def test_a_handler_imports_a_module_beside_the_app_while_the_command_runs(beside: Path) -> None:
+    out = ok(beside, "--app", "lookup:engine", "send", "l-1", "ask")
+    assert json.loads(out.splitlines()[0]) == "forty-two"
+
+
+@pytest.mark.parametrize("as_module", [False, True], ids=["procflow", "python -m procflow"])
+def test_the_apps_folder_is_on_the_import_path_once(beside: Path, as_module: bool) -> None:
+    result = procflow(beside, "--app", "lookup:engine", "send", "l-1", "count", as_module=as_module)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0]) == 1
+
+
 OBSERVED = """
 import sys
 from dataclasses import dataclass

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -222,7 +223,6 @@ def _import(target: str, what: str) -> Any:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise CommandError(f"{what} must look like module.path:name, got {target!r}")
-    sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -232,12 +232,30 @@ def _import(target: str, what: str) -> Any:
             f"importing {module_name!r} for {what} raised {type(e).__name__}: {e}; "
             f"run `python -c 'import {module_name}'` to see where"
         ) from e
-    finally:
-        sys.path.pop(0)
     try:
         return getattr(module, attr)
     except AttributeError:
         raise CommandError(f"module {module_name!r} has no {attr!r} (from {what} {target!r})") from None
+
+
+@contextlib.contextmanager
+def _current_folder_importable() -> Iterator[None]:
+    """The current folder on ``sys.path`` for the whole command, as ``python -m`` puts it there.
+
+    An app's modules are imported from it, and so are the modules its steps,
+    handlers and definitions import later, while the command runs. Nothing is
+    added when the folder is on the path already (``python -m procflow``).
+    """
+    here = os.path.realpath(os.getcwd())
+    if any(os.path.realpath(entry or os.curdir) == here for entry in sys.path):
+        yield
+        return
+    sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(here)
 
 
 # The commands that may start from an empty store; the others read or change instances.
@@ -540,9 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     style = Style(sys.stdout)
     try:
-        if args.command == "serve":
-            return _serve(args)
-        code = anyio.run(_run, args, style)
+        with _current_folder_importable():
+            if args.command == "serve":
+                return _serve(args)
+            code = anyio.run(_run, args, style)
     except ProcflowError as e:
         print(f"procflow: {type(e).__name__}: {e}", file=sys.stderr)
         if isinstance(e, UnknownWorkflowError) and not args.app:

@@ -103,6 +103,43 @@ def test_send_repeated_with_its_idempotency_key_prints_the_first_reply_and_runs_
     assert history.count(["event", "approve"]) == 1
 
 
+REPLYING = """
+from dataclasses import dataclass
+from datetime import date
+from pydantic import BaseModel
+import procflow as pf
+
+class Receipt(BaseModel):
+    approved: bool
+    by: str
+    on: date
+
+@dataclass
+class Claim:
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("review", pf.OnEvent("approve", self.approve)))
+
+    def approve(self) -> Receipt:
+        return Receipt(approved=True, by="ann", on=date(2030, 1, 2))
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Claim])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Claim]) as e:
+        await e.start(Claim(), id="c-1")
+"""
+
+
+def test_send_prints_a_model_reply_as_json_as_a_repeat_with_its_key_does(tmp_path: Path) -> None:
+    (tmp_path / "claims.py").write_text(REPLYING)
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    seed(tmp_path, "claims", url)
+    send = ("--db", url, "--app", "claims:engine", "send", "c-1", "approve", "--idempotency-key", "k-1")
+    first, repeat = ok(tmp_path, *send).splitlines()[0], ok(tmp_path, *send).splitlines()[0]
+    assert first == '{"approved": true, "by": "ann", "on": "2030-01-02"}'
+    assert repeat == first
+
+
 def test_send_with_a_blank_idempotency_key_exits_2_and_delivers_nothing(demo_dir: Path) -> None:
     payload = json.dumps({"approver": "cli"})
     result = procflow(demo_dir, "send", "order-004", "approve", payload, "--idempotency-key", "")

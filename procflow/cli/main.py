@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+from pydantic import TypeAdapter
 
 from .. import __version__
 from ..engine import Engine
@@ -32,6 +33,8 @@ from .table import Style, render_table
 __all__ = ["main"]
 
 DEFAULT_DB = "sqlite:///procflow.db"
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 def _positive_int(text: str) -> int:
@@ -372,7 +375,7 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
                     f"({len(inst.inbox)} event(s) in the inbox)"
                 )
             else:
-                print(json.dumps(reply, default=str) if reply is not None else "delivered")
+                print(_reply_text(reply) if reply is not None else "delivered")
             print(f"{inst.id}: {style.status(inst.status.value)}")
         elif args.command == "retry":
             return _print_outcome(await engine.retry(args.id), style)
@@ -390,6 +393,15 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             inst = await engine.cancel(args.id, reason=args.reason, compensate=args.compensate)
             print(f"{inst.id}: {style.status(inst.status.value)} ({inst.state.reason})")
     return 0
+
+
+def _reply_text(reply: Any) -> str:
+    """A handler's reply as JSON, as the engine keeps it for an idempotency key: a model or dataclass
+    as its fields, a datetime as ISO text; what has no JSON form as its text."""
+    try:
+        return json.dumps(_ANY.dump_python(reply, mode="json", fallback=str))
+    except ValueError:  # no JSON form even with the fallback (bytes that are not UTF-8)
+        return json.dumps(reply, default=str)
 
 
 async def _worker(engine: Engine, args: argparse.Namespace) -> None:

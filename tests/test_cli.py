@@ -366,6 +366,7 @@ def test_graph_prints_a_mermaid_flowchart_of_a_workflow_class(tmp_path: Path) ->
 
 GRAPHED = """
 from dataclasses import dataclass
+from pydantic import BaseModel
 import procflow as pf
 
 @dataclass
@@ -383,6 +384,15 @@ class Needs:
 class Broken:
     def definition(self) -> pf.Section:
         raise RuntimeError("boom")
+
+class Ticket(BaseModel):
+    title: str
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Step("file " + self.title + "ticket", lambda: None))
+
+def unconfigured() -> Needs:
+    raise RuntimeError("no config")
 """
 
 
@@ -391,6 +401,24 @@ def test_graph_draws_a_class_that_needs_arguments_from_zero_values(tmp_path: Pat
     result = procflow(tmp_path, "graph", "graphed:Needs")
     assert result.returncode == 0, result.stderr
     assert '"pack item"' in result.stdout
+
+
+def test_graph_draws_a_pydantic_model_that_needs_fields_from_zero_values(tmp_path: Path) -> None:
+    (tmp_path / "graphed.py").write_text(GRAPHED)
+    result = procflow(tmp_path, "graph", "graphed:Ticket")
+    assert result.returncode == 0, result.stderr
+    assert '"file ticket"' in result.stdout
+
+
+def test_graph_of_a_function_that_raises_exits_1_with_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "graphed.py").write_text(GRAPHED)
+    result = procflow(tmp_path, "graph", "graphed:unconfigured")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "procflow: CommandError: graph 'graphed:unconfigured': calling it for a workflow raised "
+        "RuntimeError: no config"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_graph_of_a_definition_that_raises_exits_1_with_a_one_line_error(tmp_path: Path) -> None:

@@ -145,6 +145,50 @@ def test_goto_with_a_blank_reason_exits_2(demo: Path) -> None:
     assert "--why: it is empty" in result.stderr
 
 
+SWITCHED = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Shipment:
+    carrier: str = "post"
+
+    def definition(self) -> pf.Section:
+        ship = {"post": pf.Step("post it", lambda: None)}[self.carrier]
+        return pf.S(pf.Wait("packed", pf.OnEvent("pack", lambda: None)), ship)
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Shipment])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Shipment]) as e:
+        await e.start(Shipment(), id="s-1")
+        await e.edit("s-1", {"carrier": "drone"}, who="ann", why="a carrier the definition lacks")
+"""
+
+
+@pytest.fixture
+def switched(tmp_path: Path) -> tuple[str, ...]:
+    """``--db``/``--app`` of a store whose instance s-1 has data its definition() raises KeyError on."""
+    (tmp_path / "shipments.py").write_text(SWITCHED)
+    url = f"sqlite:///{tmp_path / 'shipments.db'}"
+    seed(tmp_path, "shipments", url)
+    return ("--db", url, "--app", "shipments:engine")
+
+
+DEFINITION_RAISED = (
+    "procflow: CommandError: the definition() of instance 's-1' (Shipment) raised KeyError: 'drone'; "
+    "fix the definition, or the data it uses (procflow edit), then try again\n"
+)
+
+
+def test_goto_of_an_instance_whose_definition_raises_exits_1_with_a_one_line_error(
+    tmp_path: Path, switched: tuple[str, ...]
+) -> None:
+    result = procflow(tmp_path, *switched, "goto", "s-1", "--step", "packed", "--why", "x")
+    assert result.returncode == 1
+    assert result.stderr == DEFINITION_RAISED
+
+
 # -- edit ---------------------------------------------------------------------------------------
 
 
@@ -195,6 +239,14 @@ def test_graph_of_a_finished_instance_marks_every_step_it_ran(demo: Path) -> Non
     assert "parked" not in out.split("classDef failed")[1]
 
 
+def test_graph_of_an_instance_whose_definition_raises_exits_1_with_a_one_line_error(
+    tmp_path: Path, switched: tuple[str, ...]
+) -> None:
+    result = procflow(tmp_path, *switched, "graph", "--instance", "s-1")
+    assert result.returncode == 1
+    assert result.stderr == DEFINITION_RAISED
+
+
 SHAPES = """
 import procflow as pf
 
@@ -226,6 +278,16 @@ def test_graph_svg_writes_an_svg_of_the_instance_with_graphviz(demo: Path) -> No
     assert result.stdout.strip() == "wrote order.svg"
     svg = (demo / "order.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and 'class="node parked"' in svg
+
+
+def test_graph_svg_into_a_folder_that_does_not_exist_exits_1_with_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    result = procflow(tmp_path, "graph", "shapes:Hold", "--svg", "charts/hold.svg")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "procflow: CommandError: --svg charts/hold.svg: there is no folder charts; make it first, "
+        "or write elsewhere\n"
+    )
 
 
 def test_graph_svg_without_graphviz_says_to_install_it(tmp_path: Path) -> None:

@@ -524,7 +524,7 @@ async def _instance_graph(engine: Engine, args: argparse.Namespace) -> None:
         raise CommandError("graph takes a MODULE:WORKFLOW or --instance ID, not both")
     inst = await engine.get(args.instance)
     highlight = await operations.instance_highlight(engine, inst)
-    operations.show_graph(inst.data.definition(), highlight, args.svg)
+    operations.show_graph(operations.definition_of(inst), highlight, args.svg)
 
 
 def _graph(target: str | None, svg: str | None) -> None:
@@ -534,7 +534,13 @@ def _graph(target: str | None, svg: str | None) -> None:
     if isinstance(obj, type):
         obj = _sample(obj, target)
     elif callable(obj) and not hasattr(obj, "definition"):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:
+            raise CommandError(
+                f"graph {target!r}: calling it for a workflow raised {type(e).__name__}: {e}; point graph "
+                "at the workflow class, or at a function that returns one of its objects"
+            ) from e
     if not callable(getattr(obj, "definition", None)):
         raise CommandError(f"{target} is not a workflow (it has no definition())")
     try:
@@ -553,7 +559,7 @@ def _sample(cls: type[Any], target: str) -> Any:
     """An object of the workflow class ``cls`` to draw: ``cls()``, else one with zero values in its fields."""
     try:
         return cls()
-    except TypeError:
+    except Exception:  # a missing argument: a TypeError, or a ValidationError for a pydantic model
         pass
     try:
         return zeroed(cls)

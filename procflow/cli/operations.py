@@ -18,6 +18,7 @@ from typing import Any
 
 from ..deploy_check import check_deploy
 from ..engine import Engine
+from ..errors import ProcflowError
 from ..export import to_dot, to_mermaid
 from ..instance import Instance
 from ..state import ThreadStatus
@@ -28,6 +29,7 @@ from .table import Style
 __all__ = [
     "check",
     "default_who",
+    "definition_of",
     "edit",
     "goto",
     "instance_highlight",
@@ -63,10 +65,33 @@ async def check(engine: Engine, style: Style, *, workflow: str | None = None) ->
     return 0 if report.ok else 1
 
 
+def definition_of(inst: Instance[Any]) -> Stmt:
+    """The definition the instance's data builds now.
+
+    Raises:
+        CommandError: its ``definition()`` raised (a ``ProcflowError`` it raised is passed on).
+    """
+    try:
+        definition: Stmt = inst.data.definition()
+    except ProcflowError:
+        raise
+    except Exception as e:
+        raise CommandError(
+            f"the definition() of instance {inst.id!r} ({inst.workflow}) raised {type(e).__name__}: {e}; "
+            "fix the definition, or the data it uses (procflow edit), then try again"
+        ) from e
+    return definition
+
+
 async def goto(
     engine: Engine, key: str, *, thread: str, step: str, who: str, why: str, run: bool, style: Style
 ) -> None:
-    """Move a thread of an instance to the statement ``step``; print where it is then."""
+    """Move a thread of an instance to the statement ``step``; print where it is then.
+
+    Raises:
+        CommandError: the instance's ``definition()`` raises, so there is nowhere to move it to.
+    """
+    definition_of(await engine.get(key))  # the engine would let the definition's own error out
     inst = await engine.goto(key, thread=thread, step=step, who=who, why=why, run=run)
     print(where(inst, style))
 
@@ -122,11 +147,14 @@ def show_graph(definition: Stmt, highlight: Mapping[str, str] | None, svg: str |
     """Print the Mermaid flowchart, or write it as SVG to ``svg`` with Graphviz's ``dot``.
 
     Raises:
-        CommandError: ``dot`` is not installed, or it failed.
+        CommandError: ``dot`` is not installed, or it failed; ``svg`` cannot be written.
     """
     if svg is None:
         print(to_mermaid(definition, highlight=highlight), end="")
         return
+    folder = Path(svg).parent
+    if not folder.is_dir():
+        raise CommandError(f"--svg {svg}: there is no folder {folder}; make it first, or write elsewhere")
     dot = shutil.which("dot")
     if dot is None:
         raise CommandError(
@@ -138,5 +166,8 @@ def show_graph(definition: Stmt, highlight: Mapping[str, str] | None, svg: str |
     )
     if result.returncode != 0:
         raise CommandError(f"dot failed (exit {result.returncode}): {result.stderr.strip()}")
-    Path(svg).write_text(result.stdout, encoding="utf-8")
+    try:
+        Path(svg).write_text(result.stdout, encoding="utf-8")
+    except OSError as e:
+        raise CommandError(f"--svg {svg}: cannot write it ({e.strerror or e}); write it elsewhere") from e
     print(f"wrote {svg}")

@@ -296,6 +296,15 @@ def test_a_command_that_reads_instances_refuses_a_sqlite_file_that_does_not_exis
     assert not (tmp_path / "typo.db").exists()
 
 
+def test_a_missing_sqlite_file_is_refused_whatever_the_case_of_its_scheme(
+    tmp_path: Path,
+) -> None:
+    result = procflow(tmp_path, "--db", "SQLite:///typo.db", "list")
+    assert result.returncode == 1
+    assert "there is no SQLite database at typo.db" in result.stderr
+    assert not (tmp_path / "typo.db").exists()
+
+
 def test_a_command_refuses_the_sqlite_file_of_an_app_engine_that_does_not_exist(tmp_path: Path) -> None:
     (tmp_path / "fileapp.py").write_text(
         "import procflow as pf\nengine = pf.Engine(pf.SQLiteStore('elsewhere.db'), workflows=[])\n"

@@ -266,10 +266,14 @@ _MAY_CREATE_THE_STORE = frozenset({"demo", "worker", "serve"})
 
 
 def _require_existing_sqlite_file(url: str) -> None:
-    """Refuse a SQLite URL whose file does not exist: a mistyped path would read as an empty store."""
-    if not url.startswith("sqlite:///"):
+    """Refuse a SQLite URL whose file does not exist: a mistyped path would read as an empty store.
+
+    The scheme is read in any case, as ``open_store`` reads it (``SQLITE:///orders.db``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "sqlite" or not rest.startswith("/"):
         return
-    path = url.removeprefix("sqlite:///")
+    path = rest[1:]
     if path and path != ":memory:" and not os.path.exists(path):
         raise CommandError(
             f"there is no SQLite database at {path}; check --db (or $PROCFLOW_DB), "

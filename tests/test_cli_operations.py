@@ -189,6 +189,65 @@ def test_goto_of_an_instance_whose_definition_raises_exits_1_with_a_one_line_err
     assert result.stderr == DEFINITION_RAISED
 
 
+JOBS = """
+from dataclasses import dataclass
+import procflow as pf
+
+@dataclass
+class Job:
+    fail: bool = False
+    spin: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Step("prepare", lambda: None),
+            pf.Step("work", self.work),
+            pf.For("spin", lambda: self.spin, pf.S()),
+            pf.Wait("review", pf.OnEvent("close", lambda: None)),
+        )
+
+    def work(self) -> None:
+        if self.fail:
+            raise RuntimeError("tool broke")
+
+engine = pf.Engine(pf.MemoryStore(), workflows=[Job])
+
+async def seed(url: str) -> None:
+    async with pf.Engine(pf.open_store(url), workflows=[Job]) as e:
+        await e.start(Job(), id="j-1")
+"""
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> tuple[str, ...]:
+    """``--db``/``--app`` of a store whose job j-1 is parked at 'review'."""
+    (tmp_path / "jobs.py").write_text(JOBS)
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    seed(tmp_path, "jobs", url)
+    return ("--db", url, "--app", "jobs:engine")
+
+
+def test_goto_whose_run_fails_a_step_exits_1_saying_which_step_failed(
+    tmp_path: Path, jobs: tuple[str, ...]
+) -> None:
+    ok(tmp_path, *jobs, "edit", "j-1", "--set", "fail=true", "--why", "break it")
+    result = procflow(tmp_path, *jobs, "goto", "j-1", "--step", "prepare", "--why", "work again")
+    assert result.returncode == 1
+    assert result.stdout == "j-1: FAILED (step 'work' failed after 1 attempt(s): RuntimeError: tool broke)\n"
+
+
+def test_goto_whose_run_the_definition_cannot_continue_exits_1_saying_the_run_failed(
+    tmp_path: Path, jobs: tuple[str, ...]
+) -> None:
+    ok(tmp_path, *jobs, "edit", "j-1", "--set", "spin=true", "--why", "loop forever")
+    result = procflow(tmp_path, *jobs, "goto", "j-1", "--step", "work", "--why", "run on")
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        "j-1: FAILED (the run failed: DefinitionError: an iteration of For 'spin'"
+    )
+    assert result.stdout.endswith("(fix the definition, then retry))\n")
+
+
 # -- edit ---------------------------------------------------------------------------------------
 
 

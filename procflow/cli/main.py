@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -28,6 +27,7 @@ from ..zero_values import zeroed
 from . import operations
 from .demo import DemoOrder, run_demo
 from .errors import CommandError
+from .outcome import retry_note, when
 from .table import Style, render_table
 
 __all__ = ["main"]
@@ -324,10 +324,6 @@ def _describe_store(store: Any) -> str:
     return type(store).__name__
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
 async def _run(args: argparse.Namespace, style: Style) -> int:
     if args.command == "graph" and not args.instance:
         _graph(args.target, args.svg)
@@ -339,7 +335,7 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             await _instance_graph(engine, args)
         elif args.command == "goto":
             who = args.who or operations.default_who()
-            await operations.goto(
+            return await operations.goto(
                 engine,
                 args.id,
                 thread=args.thread,
@@ -457,7 +453,7 @@ async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:
                 s.status,
                 "; ".join(filter(None, (s.describe_parked(), s.error))) or "-",
                 s.correlation_id or "-",
-                _when(s.updated_at),
+                when(s.updated_at),
             ]
         )
         if args.limit is not None and len(rows) >= args.limit:
@@ -480,15 +476,15 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print(f"{style.bold(inst.id)}  {inst.workflow}  {style.status(inst.status.value)}")
     print(f"  correlation id  {inst.correlation_id or '-'}")
     print(f"  version         {inst.version}")
-    print(f"  created         {_when(inst.created_at)}")
-    print(f"  updated         {_when(inst.updated_at)}")
+    print(f"  created         {when(inst.created_at)}")
+    print(f"  updated         {when(inst.updated_at)}")
     print(f"  parked at       {'; '.join(str(p) for p in inst.parked) or '-'}")
     print(f"  accepts         {', '.join(inst.accepts) or '-'}")
     if inst.state.cancelling:
         print(f"  reason          {inst.state.reason} (cancel cut short: cancel or retry finishes it)")
     elif inst.state.reason:
         print(f"  reason          {inst.state.reason}")
-    note = _retry_note(inst)
+    note = retry_note(inst)
     if note:
         print(f"  retries         {note}")
     print(f"  completed       {', '.join(inst.state.completed) or '-'}")
@@ -497,30 +493,16 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
     print("  " + json.dumps(data, indent=2).replace("\n", "\n  "))
     print(style.bold("history"))
     rows = [
-        [_when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
+        [when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
     ]
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
 
 
 def _print_outcome(inst: Instance[Any], style: Style) -> int:
     """Print where a run left ``inst``; the exit status: 1 when it is ``FAILED`` (a step failed), else 0."""
-    note = _retry_note(inst) or (f"parked at {'; '.join(str(p) for p in inst.parked)}" if inst.parked else "")
+    note = retry_note(inst) or (f"parked at {'; '.join(str(p) for p in inst.parked)}" if inst.parked else "")
     print(f"{inst.id}: {style.status(inst.status.value)}" + (f" ({note})" if note else ""))
     return 1 if inst.failure is not None else 0
-
-
-def _retry_note(inst: Instance[Any]) -> str:
-    """What the retries of a failing step came to: failed for good, or when the next attempt is due."""
-    failure = inst.failure
-    if failure is not None and inst.state.cancelling:
-        return f"the compensation of step {failure.step!r} failed: {failure.error}"
-    if failure is not None and not failure.step:  # the definition could not run it on
-        return f"the run failed: {failure.error} (fix the definition, then retry)"
-    if failure is not None:
-        return f"step {failure.step!r} failed after {failure.attempts} attempt(s): {failure.error}"
-    if inst.meta.retry_at is not None:
-        return f"a step failed; next attempt at {_when(inst.meta.retry_at)} (procflow worker runs it)"
-    return ""
 
 
 async def _instance_graph(engine: Engine, args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ from ..instance import Instance
 from ..state import ThreadStatus
 from ..statements import Stmt
 from .errors import CommandError
+from .outcome import retry_note
 from .table import Style
 
 __all__ = [
@@ -48,10 +49,10 @@ def default_who() -> str:
 
 
 def where(inst: Instance[Any], style: Style) -> str:
-    """``id: STATUS`` and where the instance is parked, or which step failed."""
+    """``id: STATUS`` and where the instance is parked, or which step failed (or that the run did)."""
     line = f"{inst.id}: {style.status(inst.status.value)}"
     if inst.failure is not None:
-        return f"{line} at step {inst.failure.step!r} ({inst.failure.error})"
+        return f"{line} ({retry_note(inst)})"
     parked = "; ".join(str(p) for p in inst.parked)
     return f"{line}, parked at {parked}" if parked else line
 
@@ -85,8 +86,11 @@ def definition_of(inst: Instance[Any]) -> Stmt:
 
 async def goto(
     engine: Engine, key: str, *, thread: str, step: str, who: str, why: str, run: bool, style: Style
-) -> None:
+) -> int:
     """Move a thread of an instance to the statement ``step``; print where it is then.
+
+    Returns the exit status: 1 when the instance is ``FAILED`` afterwards (the
+    run the move started failed), else 0, as ``retry`` and ``resume`` do.
 
     Raises:
         CommandError: the instance's ``definition()`` raises, so there is nowhere to move it to.
@@ -94,6 +98,7 @@ async def goto(
     definition_of(await engine.get(key))  # the engine would let the definition's own error out
     inst = await engine.goto(key, thread=thread, step=step, who=who, why=why, run=run)
     print(where(inst, style))
+    return 1 if inst.failure is not None else 0
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:

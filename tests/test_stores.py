@@ -1148,6 +1148,43 @@ async def test_postgres_size_bytes_counts_tables_and_indexes(
         assert await store.size_bytes() >= empty + 100 * 300
 
 
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_calls_succeed_at_once_after_the_server_dropped_every_pooled_connection(
+    postgres_database: str,
+) -> None:
+    import psycopg
+
+    name = f"procflow-dropped-{os.getpid()}"
+    async with PostgresStore(f"{postgres_database}&application_name={name}", min_size=4, max_size=4) as store:
+        await store.insert(record())
+        await _wait_for_backends(postgres_database, name, 4)
+        with psycopg.connect(postgres_database, autocommit=True) as admin:  # as a server restart would
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+        await _wait_for_backends(postgres_database, name, 0)
+        with anyio.fail_after(3):  # not after a pause per dead connection
+            for _ in range(8):
+                assert (await store.get("o-1")).id == "o-1"
+
+
+async def _wait_for_backends(dsn: str, application_name: str, count: int) -> None:
+    """Wait until the server has ``count`` connections of that application name."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        with anyio.fail_after(10):
+            while True:
+                cursor = await admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[0] == count:
+                    return
+                await anyio.sleep(0.02)
+
+
 def test_postgres_under_trio_raises_store_error_saying_to_use_asyncio() -> None:
     async def open_under_trio() -> None:
         await PostgresStore("postgresql://nobody@127.0.0.1:1/none").open()

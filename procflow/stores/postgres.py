@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Mapping, Sequence
+import contextlib
+import select
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -418,7 +420,7 @@ class PostgresStore:
         import psycopg
 
         try:
-            async with self._running().connection() as connection:
+            async with self._connection() as connection:
                 cursor = await connection.execute(sql, params)
                 return await cursor.fetchall()
         except psycopg.Error as exc:
@@ -431,7 +433,7 @@ class PostgresStore:
         import psycopg.errors
 
         try:
-            async with self._running().connection() as connection:
+            async with self._connection() as connection:
                 cursor = await connection.execute(sql, params)
                 return await cursor.fetchall() if cursor.description else []
         except psycopg.errors.UniqueViolation as exc:
@@ -450,6 +452,41 @@ class PostgresStore:
             owner = as_text(rows[0][0]) if rows else "?"
             return duplicate_correlation(record.correlation_id, owner, record.id)
         return self._error(exc, record.id)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        """A connection of the pool that the server has not dropped, given back to the pool after use.
+
+        A server that restarts (or fails over, or ends idle sessions) leaves the
+        pool holding dead connections. Handed out, each would fail its call once;
+        psycopg_pool's own ``check=`` finds them but sleeps 1 s, 2 s, 4 s, ...
+        between dead ones, so a pool of ten dead connections outlasts ``timeout``.
+        Here each dead one is dropped at once (the pool opens another in its
+        place). A dropped connection has something to read (the server's
+        goodbye, or the end of the stream), so an idle socket with nothing to
+        read is taken as is; only one with something waiting costs a round trip.
+        """
+        import psycopg
+
+        pool = self._running()
+        for attempt in range(pool.max_size + 1):
+            connection = await pool.getconn()
+            try:
+                if _has_input(connection.fileno()):
+                    await pool.check_connection(connection)
+            except psycopg.Error:
+                await pool.putconn(connection)  # broken: the pool replaces it
+                if attempt == pool.max_size:
+                    raise
+                continue
+            except BaseException:
+                await pool.putconn(connection)
+                raise
+            try:
+                yield connection
+            finally:
+                await pool.putconn(connection)
+            return
 
     def _running(self) -> Pool:
         if self._pool is None:
@@ -475,6 +512,15 @@ class PostgresStore:
         host = parts.get("host") or "localhost"
         port = parts.get("port") or "5432"
         return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _has_input(fd: int) -> bool:
+    """Whether the socket has something to read; ``True`` where that cannot be told cheaply (Windows)."""
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _require_asyncio() -> None:

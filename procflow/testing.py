@@ -247,10 +247,16 @@ def harness(
 
 
 def describe(inst: Instance[Any]) -> str:
-    """What an instance shows, in one line: its status and where it is parked or why it stopped."""
+    """What an instance shows, in one line: its status and where it is parked or why it stopped.
+
+    A failure with no step is a run the definition could not continue (a
+    loop that never parks, a lost position): it says the run failed.
+    """
     head = f"instance {inst.id!r} ({inst.workflow}) is {inst.status.value}"
     if inst.failure is not None:
         f = inst.failure
+        if not f.step:
+            return f"{head}: the run failed: {f.error}"
         return f"{head}: step {f.step!r} failed after {f.attempts} attempt(s): {f.error}"
     if inst.status == WorkflowStatus.CANCELLED:
         return f"{head} ({inst.state.reason})"
@@ -317,6 +323,8 @@ def assert_cancelled(inst: Instance[Any], reason: str | None = None) -> None:
 
 def assert_failed(inst: Instance[Any], step: str | None = None) -> None:
     """Assert that the instance is ``FAILED`` (at ``step``, when given): its retries ran out.
+
+    A run the definition could not continue fails at no step: ``step=None`` passes for it.
 
     Raises:
         AssertionError: it has not failed, or at another step.

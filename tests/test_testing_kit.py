@@ -19,6 +19,7 @@ from procflow.testing import (
     assert_finished,
     assert_parked_at,
     assert_steps_ran,
+    describe,
     harness,
     steps_ran,
 )
@@ -98,6 +99,22 @@ class Broken:
 
     def call(self) -> None:
         raise RuntimeError("always down")
+
+
+@dataclass
+class Spinning:
+    """A loop that never parks, once an event asks for it: the definition cannot run it on."""
+
+    spin: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("ready", pf.OnEvent("go", self.go)),
+            pf.For("spin", lambda: self.spin, pf.S()),
+        )
+
+    def go(self) -> None:
+        self.spin = True
 
 
 @dataclass
@@ -271,6 +288,28 @@ async def test_assert_failed_names_the_failed_step_and_its_error() -> None:
         expected = r"step 'call' failed after 1 attempt\(s\): RuntimeError: always down"
         with pytest.raises(AssertionError, match=expected):
             assert_finished(inst)
+
+
+async def test_describe_of_a_run_the_definition_could_not_continue_says_the_run_failed() -> None:
+    async with harness(Spinning) as h:
+        await h.start(Spinning(), id="s-1")
+        await h.send("s-1", "go")
+        text = describe(await h.get("s-1"))
+        assert text.startswith("instance 's-1' (Spinning) is FAILED: the run failed: DefinitionError: ")
+        assert "For 'spin'" in text
+
+
+async def test_assert_failed_of_a_run_the_definition_could_not_continue_says_the_run_failed() -> None:
+    async with harness(Spinning) as h:
+        await h.start(Spinning(), id="s-1")
+        await h.send("s-1", "go")
+        inst = await h.get("s-1")
+        assert_failed(inst)
+        expected = (
+            r"FAILED at step 'spin'; instance 's-1' \(Spinning\) is FAILED: the run failed: DefinitionError: "
+        )
+        with pytest.raises(AssertionError, match=expected):
+            assert_failed(inst, "spin")
 
 
 async def test_assert_steps_ran_compares_the_completed_steps_in_order() -> None:

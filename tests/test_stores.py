@@ -199,6 +199,35 @@ async def test_insert_of_a_correlation_id_that_is_anothers_id_raises_duplicate_a
 
 
 @pytest.mark.anyio
+async def test_inserts_racing_for_one_key_as_id_and_as_correlation_id_exactly_one_wins(
+    backend: Backend,
+) -> None:
+    first, second = backend.make(), backend.make()
+    stored: dict[str, list[str]] = {}
+
+    async def insert(store: Store, new: InstanceRecord, key: str) -> None:
+        try:
+            await store.insert(new, [line("started")] if len(stored) % 3 else [])
+        except DuplicateInstanceError:
+            return
+        stored[key].append(new.id)
+
+    async with first, second:
+        for n in range(60):
+            key = f"k-{n}"
+            stored[key] = []
+            by_id, by_correlation = (first, second) if n % 2 else (second, first)
+            async with anyio.create_task_group() as group:
+                group.start_soon(insert, by_id, record(key), key)
+                group.start_soon(insert, by_correlation, record(f"x-{n}", correlation_id=key), key)
+        for key, winners in stored.items():
+            assert len(winners) == 1, (key, winners)
+            loser = f"x-{key[2:]}" if winners == [key] else key
+            with pytest.raises(InstanceNotFound):
+                await first.get(loser)
+
+
+@pytest.mark.anyio
 async def test_many_instances_may_have_no_correlation_id(store: Store) -> None:
     for id in ("a", "b", "c"):
         await store.insert(record(id))

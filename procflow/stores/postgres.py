@@ -53,7 +53,19 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 # A new instance's id may not be another's correlation id, nor its correlation id another's
-# id: then nothing is inserted and no row returned.
+# id: then nothing is inserted and no row returned. No unique index spans the two columns, so
+# the check alone would let two transactions that started together each miss the other's row
+# (an id k and a correlation id k). Each insert first takes a transaction-scoped advisory lock
+# on the hash of each of its keys, smallest first (no deadlock): inserts that share a key take
+# turns, and the check, a statement of its own, sees the committed row of the one before.
+# Chosen over a table of keys with a unique index: no migration, no second copy of every key
+# to keep in step on updates, nothing to write but the row; a hash collision between two keys
+# (one in 2^64) only makes two inserts wait for each other.
+_LOCK_KEYS = (
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(key, 0) AS h"
+    " FROM unnest(ARRAY[%(id)s, %(correlation_id)s]::text[]) AS key WHERE key IS NOT NULL ORDER BY h)"
+    " AS keys"
+)
 _KEY_OF_ANOTHER = (
     "SELECT id, correlation_id FROM procflow_instance"
     " WHERE correlation_id = %(id)s OR id = %(correlation_id)s LIMIT 1"
@@ -108,9 +120,9 @@ class PostgresStore:
 
     ``PostgresStore("postgresql://user@host/db")`` keeps instances in two
     tables (``procflow_instance``, ``procflow_history``) that ``open`` creates
-    or upgrades. Every write is a single statement, so a single round trip
-    and a single commit, checked against the version that was loaded; any
-    number of processes on any number of hosts may share the database.
+    or upgrades. Every write is a single round trip and a single commit,
+    checked against the version that was loaded; any number of processes on
+    any number of hosts may share the database.
 
     Runs under asyncio only: psycopg's async connections and pool are built
     on asyncio and do not support trio, so ``open`` under trio raises
@@ -196,9 +208,11 @@ class PostgresStore:
             await pool.close()
 
     async def insert(self, record: InstanceRecord, history: Sequence[HistoryEntry] = ()) -> InstanceRecord:
-        """Store a new instance with its first history lines, in one statement and one commit.
+        """Store a new instance with its first history lines, in one round trip and one commit.
 
-        The store sets ``version`` to 1 and both timestamps to now.
+        The store sets ``version`` to 1 and both timestamps to now. Inserts
+        that share a key (one's id, another's correlation id) take turns, so
+        of two racing for a key exactly one is stored.
 
         Raises:
             DuplicateInstanceError: the id or the correlation id is taken.
@@ -206,7 +220,7 @@ class PostgresStore:
         """
         now = now_ms()
         params = _params(record, now, history)
-        if not await self._run(_INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True):
+        if not await self._insert(_INSERT_WITH_HISTORY if history else _INSERT, params, record):
             rows = await self._fetch(_KEY_OF_ANOTHER, params)
             if rows:
                 owner, owner_correlation = rows[0]
@@ -438,6 +452,28 @@ class PostgresStore:
                 return await cursor.fetchall() if cursor.description else []
         except psycopg.errors.UniqueViolation as exc:
             raise await self._duplicate(record, exc, new=new) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc, record.id) from exc
+
+    async def _insert(
+        self, sql: str, params: dict[str, Any], record: InstanceRecord
+    ) -> builtins.list[TupleRow]:
+        """Lock the record's keys, then run the insert ``sql``: one transaction, one round trip.
+
+        The two statements go as one simple query (bound on the client), which
+        PostgreSQL runs as one transaction, each statement with a fresh snapshot.
+        """
+        import psycopg
+        import psycopg.errors
+
+        try:
+            async with self._connection() as connection:
+                cursor = psycopg.AsyncClientCursor(connection)
+                await cursor.execute(f"{_LOCK_KEYS}; {sql}", params)
+                cursor.nextset()  # past the lock's result, to the insert's
+                return await cursor.fetchall()
+        except psycopg.errors.UniqueViolation as exc:
+            raise await self._duplicate(record, exc, new=True) from exc
         except psycopg.Error as exc:
             raise self._error(exc, record.id) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,6 +50,28 @@ def test_a_second_demo_run_continues_the_order_the_first_left_parked(tmp_path: P
     assert second.returncode == 0, second.stderr
     assert "order-004: approved by night shift (it was parked by the previous run)" in second.stdout
     assert "order-008" in second.stdout
+
+
+def test_demo_on_another_db_suggests_next_commands_that_use_it(tmp_path: Path) -> None:
+    out = ok(tmp_path, "--db", "sqlite:///my orders.db", "demo")
+    hint = next(
+        line.strip() for line in out.splitlines() if line.strip().startswith("procflow") and " show " in line
+    )
+    assert hint == "procflow --db 'sqlite:///my orders.db' show order-004"
+    assert "order-004" in ok(tmp_path, *shlex.split(hint)[1:]).splitlines()[0]
+
+
+def test_demo_on_an_apps_store_suggests_next_commands_with_that_store(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(
+        "import procflow as pf\nengine = pf.Engine(pf.SQLiteStore('shop.db'))\n"
+    )
+    out = ok(tmp_path, "--app", "shop:engine", "demo")
+    assert "  procflow --db sqlite:///shop.db show order-004\n" in out
+
+
+def test_demo_on_the_default_db_suggests_next_commands_without_db(tmp_path: Path) -> None:
+    out = ok(tmp_path, "--db", "sqlite:///procflow.db", "demo")
+    assert "  procflow show order-004\n" in out
 
 
 def test_show_prints_where_an_instance_is_parked_and_its_history(demo_dir: Path) -> None:

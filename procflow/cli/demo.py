@@ -9,6 +9,7 @@ time, and prints every stored instance.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,10 +95,13 @@ async def run_demo(
     where: str,
     print_line: Callable[[str], None] = print,
     style: Style,
+    db: str | None = None,
 ) -> None:
     """Run one round of the demo against ``engine`` (which must register ``DemoOrder``).
 
-    ``where`` names the store in the output (e.g. the SQLite file).
+    ``where`` names the store in the output (e.g. the SQLite file). ``db`` is
+    the store URL the commands it suggests next need as ``--db`` to find the
+    demo's instances (``None``: they find them without).
     """
     global _say
 
@@ -155,9 +159,10 @@ async def run_demo(
     parked = batch[3]
     print_line("")
     print_line(style.dim("Try next:"))
-    print_line(style.dim(f"  procflow show {parked}"))
-    print_line(style.dim(f"""  procflow send {parked} approve '{{"approver": "you"}}'"""))
-    print_line(style.dim("  procflow demo            # continues from the stored state"))
+    command = f"procflow --db {shlex.quote(db)}" if db else "procflow"
+    print_line(style.dim(f"  {command} show {parked}"))
+    print_line(style.dim(f"""  {command} send {parked} approve '{{"approver": "you"}}'"""))
+    print_line(style.dim(f"  {command} demo            # continues from the stored state"))
 
 
 async def _row(engine: Engine, summary: InstanceSummary) -> list[str]:

@@ -324,6 +324,15 @@ def _describe_store(store: Any) -> str:
     return type(store).__name__
 
 
+def _demo_db(args: argparse.Namespace, engine: Engine) -> str | None:
+    """The ``--db`` the demo's suggested commands need to find its store; ``None`` when they find it
+    without: the default file, or ``$PROCFLOW_DB`` (which they read too)."""
+    url = args.db
+    if not url and args.app and not os.environ.get("PROCFLOW_DB") and isinstance(engine.store, SQLiteStore):
+        url = f"sqlite:///{engine.store.path}"  # the --app engine's own store: they would not use it
+    return url if url and url != DEFAULT_DB else None
+
+
 async def _run(args: argparse.Namespace, style: Style) -> int:
     if args.command == "graph" and not args.instance:
         _graph(args.target, args.svg)
@@ -350,7 +359,9 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             who = args.who or operations.default_who()
             await operations.edit(engine, args.id, changes, who=who, why=args.why, style=style)
         elif args.command == "demo":
-            await run_demo(engine, where=_describe_store(engine.store), style=style)
+            await run_demo(
+                engine, where=_describe_store(engine.store), style=style, db=_demo_db(args, engine)
+            )
         elif args.command == "list":
             await _list(engine, args, style)
         elif args.command == "show":

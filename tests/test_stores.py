@@ -284,6 +284,69 @@ async def test_lookup_of_an_unknown_key_raises_instance_not_found_naming_it(stor
         await store.lookup("nope")
 
 
+UNSTORABLE_KEYS = pytest.mark.parametrize("key", ["o-\ud800", "o-1\x00"], ids=["lone surrogate", "NUL"])
+
+
+@pytest.mark.anyio
+@UNSTORABLE_KEYS
+async def test_a_key_no_store_can_keep_is_found_nowhere(store: Store, key: str) -> None:
+    await store.insert(record("o-1"))
+    for look_up in (store.get, store.find, store.lookup):
+        with pytest.raises(InstanceNotFound):
+            await look_up(key)
+    assert await store.history(key) == []
+    assert await store.reply(key, "k-1") is None
+    assert await store.reply("o-1", key) is None
+
+
+@pytest.mark.anyio
+@UNSTORABLE_KEYS
+async def test_insert_of_an_id_no_store_can_keep_raises_store_error_saying_why(
+    store: Store, key: str
+) -> None:
+    with pytest.raises(StoreError, match=r"the id .* cannot be stored: it holds (a lone surrogate|a NUL)"):
+        await store.insert(record(key), [line("started")])
+    assert await store.list() == []
+
+
+@pytest.mark.anyio
+@UNSTORABLE_KEYS
+async def test_insert_of_a_correlation_id_no_store_can_keep_raises_store_error_saying_why(
+    store: Store, key: str
+) -> None:
+    with pytest.raises(StoreError, match=r"the correlation id .* cannot be stored"):
+        await store.insert(record("o-1", correlation_id=key))
+    assert await store.list() == []
+
+
+@pytest.mark.anyio
+@UNSTORABLE_KEYS
+async def test_update_to_a_correlation_id_no_store_can_keep_raises_store_error_and_changes_nothing(
+    store: Store, key: str
+) -> None:
+    stored = await store.insert(record("o-1"))
+    with pytest.raises(StoreError, match=r"the correlation id .* cannot be stored"):
+        await store.update(dataclasses.replace(stored, correlation_id=key))
+    assert await store.get("o-1") == stored
+
+
+@pytest.mark.anyio
+@UNSTORABLE_KEYS
+async def test_update_keeping_a_reply_for_an_idempotency_key_no_store_can_keep_raises_store_error(
+    store: Store, key: str
+) -> None:
+    stored = await store.insert(record("o-1"))
+    with pytest.raises(StoreError, match=r"the idempotency key .* cannot be stored"):
+        await store.update(stored, reply=(key, "reply"))
+    assert await store.get("o-1") == stored
+
+
+@pytest.mark.anyio
+async def test_update_of_an_id_no_store_can_keep_raises_instance_not_found(store: Store) -> None:
+    with pytest.raises(InstanceNotFound):
+        await store.update(record("o-\ud800", version=1))
+
+
 @pytest.mark.anyio
 async def test_reads_see_every_write_that_returned(store: Store) -> None:
     stored = await store.insert(record("o-1", correlation_id="c-1"))

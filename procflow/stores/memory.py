@@ -19,6 +19,7 @@ from ._errors import (
     key_of_another,
     not_found,
 )
+from ._keys import check_key
 from ._listing import check_limit, status_filter
 from .base import HistoryEntry, InstanceRecord, not_open
 
@@ -80,8 +81,12 @@ class MemoryStore:
 
         Raises:
             DuplicateInstanceError: the id or the correlation id is taken.
+            StoreError: the id or the correlation id holds a lone surrogate or
+                a NUL character, which the database stores cannot keep.
         """
         await self._ready()
+        check_key(record.id, "id")
+        check_key(record.correlation_id, "correlation id")
         if record.id in self._instances:
             raise duplicate_id(record.id)
         self._check_correlation(record)
@@ -116,11 +121,16 @@ class MemoryStore:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
             DuplicateInstanceError: the new correlation id belongs to another instance.
+            StoreError: the correlation id or the idempotency key holds a lone
+                surrogate or a NUL character, which the database stores cannot keep.
         """
         await self._ready()
         current = self._instances.get(record.id)
         if current is None:
             raise not_found(record.id)
+        check_key(record.correlation_id, "correlation id")
+        if reply is not None:
+            check_key(reply[0], "idempotency key")
         if current.version != record.version:
             raise conflict(record.id, record.version, current.version)
         self._check_correlation(record)

@@ -39,6 +39,7 @@ from ._errors import (
     not_found,
 )
 from ._history import decode_entries, encode_entries
+from ._keys import check_key, storable
 from ._listing import check_limit, page_query, status_filter
 from ._migrations import pending
 from .base import HistoryEntry, InstanceRecord, not_open
@@ -216,8 +217,12 @@ class PostgresStore:
 
         Raises:
             DuplicateInstanceError: the id or the correlation id is taken.
-            StoreError: the database failed or could not be reached.
+            StoreError: the id or the correlation id holds a lone surrogate or a
+                NUL character, which not every database can keep; or the database
+                failed or could not be reached.
         """
+        check_key(record.id, "id")
+        check_key(record.correlation_id, "correlation id")
         now = now_ms()
         params = _params(record, now, history)
         if not await self._insert(_INSERT_WITH_HISTORY if history else _INSERT, params, record):
@@ -253,8 +258,15 @@ class PostgresStore:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
             DuplicateInstanceError: the new correlation id belongs to another instance.
-            StoreError: the database failed or could not be reached.
+            StoreError: the correlation id or the idempotency key holds a lone
+                surrogate or a NUL character, which not every database can keep;
+                or the database failed or could not be reached.
         """
+        if not storable(record.id):
+            raise not_found(record.id)
+        check_key(record.correlation_id, "correlation id")
+        if reply is not None:
+            check_key(reply[0], "idempotency key")
         now = now_ms()
         params = _params(record, now, history)
         params["version"] = record.version
@@ -279,6 +291,8 @@ class PostgresStore:
             InstanceNotFound: there is none.
             StoreError: the database failed or could not be reached.
         """
+        if not storable(id):  # no store keeps such an id
+            raise not_found(id)
         rows = await self._fetch(f"SELECT {COLUMNS} FROM procflow_instance WHERE id = %s", (id,))
         if not rows:
             raise not_found(id)
@@ -291,6 +305,8 @@ class PostgresStore:
             InstanceNotFound: there is none.
             StoreError: the database failed or could not be reached.
         """
+        if not storable(correlation_id):
+            raise correlation_not_found(correlation_id)
         sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = %s"
         rows = await self._fetch(sql, (correlation_id,))
         if not rows:
@@ -304,6 +320,8 @@ class PostgresStore:
             InstanceNotFound: neither exists.
             StoreError: the database failed or could not be reached.
         """
+        if not storable(key):
+            raise key_not_found(key)
         sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE id = %s OR correlation_id = %s"
         rows = await self._fetch(sql, (key, key))
         record = prefer_id([record_from_row(row) for row in rows], key)
@@ -350,6 +368,8 @@ class PostgresStore:
         Raises:
             StoreError: the database failed or could not be reached.
         """
+        if not storable(id):
+            return []
         sql = (
             "SELECT h.at, h.entries FROM procflow_history AS h"
             " JOIN procflow_instance AS i ON h.k = i.k WHERE i.id = %s ORDER BY h.version"
@@ -363,6 +383,8 @@ class PostgresStore:
         Raises:
             StoreError: the database failed or could not be reached.
         """
+        if not (storable(id) and storable(key)):
+            return None
         sql = (
             "SELECT r.reply FROM procflow_reply AS r JOIN procflow_instance AS i ON r.k = i.k"
             " WHERE i.id = %s AND r.key = %s"

@@ -35,6 +35,7 @@ from ._errors import (
     not_found,
 )
 from ._history import decode_entries, encode_entries
+from ._keys import check_key, storable
 from ._listing import check_limit, merge_by_id, page_query, status_filter
 from ._worker import SQLiteWorker
 from .base import HistoryEntry, InstanceRecord, not_open
@@ -162,8 +163,12 @@ class SQLiteStore:
 
         Raises:
             DuplicateInstanceError: the id or the correlation id is taken.
-            StoreError: the database failed (disk full, locked for too long, ...).
+            StoreError: the id or the correlation id holds a lone surrogate or a
+                NUL character, which not every database can keep; or the database
+                failed (disk full, locked for too long, ...).
         """
+        check_key(record.id, "id")
+        check_key(record.correlation_id, "correlation id")
         now = now_ms()
         rows = encode_entries(history) if history else None
         due = optional_ms(record.due_at)
@@ -208,8 +213,15 @@ class SQLiteStore:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
             DuplicateInstanceError: the new correlation id belongs to another instance.
-            StoreError: the database failed (disk full, locked for too long, ...).
+            StoreError: the correlation id or the idempotency key holds a lone
+                surrogate or a NUL character, which not every database can keep;
+                or the database failed (disk full, locked for too long, ...).
         """
+        if not storable(record.id):
+            raise not_found(record.id)
+        check_key(record.correlation_id, "correlation id")
+        if reply is not None:
+            check_key(reply[0], "idempotency key")
         now = now_ms()
         rows = encode_entries(history) if history else None
         version = record.version + 1
@@ -248,6 +260,8 @@ class SQLiteStore:
             InstanceNotFound: there is none.
             StoreError: the database failed.
         """
+        if not storable(id):  # no store keeps such an id
+            raise not_found(id)
         sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE id = ?"
         row = await self._read(lambda connection: connection.execute(sql, (id,)).fetchone(), f"get {id!r}")
         if row is None:
@@ -261,6 +275,8 @@ class SQLiteStore:
             InstanceNotFound: there is none.
             StoreError: the database failed.
         """
+        if not storable(correlation_id):
+            raise correlation_not_found(correlation_id)
         sql = f"SELECT {COLUMNS} FROM procflow_instance WHERE correlation_id = ?"
         row = await self._read(
             lambda connection: connection.execute(sql, (correlation_id,)).fetchone(),
@@ -277,6 +293,8 @@ class SQLiteStore:
             InstanceNotFound: neither exists.
             StoreError: the database failed.
         """
+        if not storable(key):
+            raise key_not_found(key)
         rows = await self._read(
             lambda connection: connection.execute(_LOOKUP, {"key": key}).fetchall(), f"look up {key!r}"
         )
@@ -327,6 +345,8 @@ class SQLiteStore:
         Raises:
             StoreError: the database failed.
         """
+        if not storable(id):
+            return []
         sql = (
             "SELECT h.at, h.entries FROM procflow_history AS h"
             " JOIN procflow_instance AS i ON h.k = i.k WHERE i.id = ? ORDER BY h.version"
@@ -342,6 +362,8 @@ class SQLiteStore:
         Raises:
             StoreError: the database failed.
         """
+        if not (storable(id) and storable(key)):
+            return None
         sql = (
             "SELECT r.reply FROM procflow_reply AS r JOIN procflow_instance AS i ON r.k = i.k"
             " WHERE i.id = ? AND r.key = ?"

@@ -291,8 +291,10 @@ def test_list_refuses_a_status_that_does_not_exist(demo_dir: Path) -> None:
         (["worker", "--batch", "0"], "argument --batch: 0 is below 1"),
         (["worker", "--poll", "-1"], "argument --poll: -1 is not above 0"),
         (["list", "--limit", "-1"], "argument --limit: -1 is below 1"),
+        (["serve", "--port", "65536"], "argument --port: 65536 is not a port; use 1 to 65535"),
+        (["serve", "--port", "-1"], "argument --port: -1 is not a port; use 1 to 65535"),
     ],
-    ids=["batch", "poll", "limit"],
+    ids=["batch", "poll", "limit", "port above 65535", "negative port"],
 )
 def test_an_option_out_of_range_is_refused_before_anything_runs(
     tmp_path: Path, args: list[str], complaint: str

@@ -47,6 +47,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free port, which the server prints) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port; use 1 to 65535 (or 0 for any free port)")
+    return value
+
+
 def _text(text: str) -> str:
     """Text that says something: a reason or a why, which the history keeps."""
     if not text.strip():
@@ -184,7 +195,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("serve", "serve the instances over HTTP (needs procflow[http])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default: 8000; 0: any free port)"
+    )
     p.add_argument("--root-path", default="", help="the path prefix a proxy serves the app under")
     p.add_argument(
         "--worker", action="store_true", help="also deliver due timers and retries (as procflow worker does)"

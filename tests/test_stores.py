@@ -661,6 +661,31 @@ async def test_due_at_and_meta_are_kept_with_due_at_to_the_millisecond(store: St
     assert await store.get("o-1") == cleared
 
 
+LATEST_DUE = (2**63 - 1) / 1000
+"""The latest due time a store keeps: a 64-bit millisecond count."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("due_at", [1e16, 1e300, float("inf"), float("nan")])
+async def test_a_due_time_past_the_year_292_million_is_kept_as_the_latest_and_never_claimed(
+    store: Store, due_at: float
+) -> None:
+    stored = await store.insert(dataclasses.replace(record(), due_at=due_at))
+    assert stored.due_at == LATEST_DUE
+    assert await store.get("o-1") == stored
+    updated = await store.update(dataclasses.replace(stored, due_at=due_at))
+    assert (await store.get("o-1")).due_at == updated.due_at == LATEST_DUE
+    assert await store.claim_due(1e15, limit=10, lease=60) == []
+
+
+@pytest.mark.anyio
+async def test_a_due_time_before_the_64_bit_range_is_kept_as_the_earliest(store: Store) -> None:
+    stored = await store.insert(dataclasses.replace(record(), due_at=float("-inf")))
+    assert stored.due_at == -(2**63) / 1000
+    assert await store.get("o-1") == stored
+    assert [r.id for r in await store.claim_due(0.0, limit=10, lease=60)] == ["o-1"]
+
+
 async def _due(store: Store, *due: tuple[str, float | None]) -> None:
     for id, at in due:
         await store.insert(dataclasses.replace(record(id), due_at=at))

@@ -15,6 +15,8 @@ from .base import InstanceRecord
 
 __all__ = [
     "COLUMNS",
+    "MAX_MS",
+    "MIN_MS",
     "as_float_seconds",
     "as_int",
     "as_optional_seconds",
@@ -38,13 +40,33 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+MAX_MS = 2**63 - 1
+"""The latest time a store keeps, in milliseconds: the largest 64-bit integer (year 292 million)."""
+
+MIN_MS = -(2**63)
+"""The earliest time a store keeps, in milliseconds: the smallest 64-bit integer."""
+
+_BEYOND = 2.0**63  # the first float past MAX_MS
+
+
 def to_ms(seconds: float) -> int:
-    """A Unix timestamp in seconds, rounded to whole milliseconds."""
-    return round(seconds * 1000)
+    """A Unix timestamp in seconds, rounded to whole milliseconds, clamped to what a store keeps.
+
+    SQLite's and PostgreSQL's integer columns hold 64 bits, so a time past
+    :data:`MAX_MS` (a timer set for the year 292 million, or for infinity)
+    becomes :data:`MAX_MS`, and one before :data:`MIN_MS` becomes that: a
+    due time so far off is "never" in practice, and every store keeps it
+    alike instead of failing the write. NaN, which is before or after no
+    time, becomes :data:`MAX_MS` too: never due.
+    """
+    ms = seconds * 1000
+    if ms < _BEYOND:
+        return round(ms) if ms >= -_BEYOND else MIN_MS
+    return MAX_MS  # past the range, infinite, or NaN
 
 
 def optional_ms(seconds: float | None) -> int | None:
-    """Like :func:`to_ms`, but ``None`` stays ``None``."""
+    """Like :func:`to_ms` (clamped alike), but ``None`` stays ``None``."""
     return None if seconds is None else to_ms(seconds)
 
 
@@ -119,7 +141,11 @@ def record_from_row(row: Sequence[object]) -> InstanceRecord:
 def stored_as(
     record: InstanceRecord, *, version: int, created_at: float, updated_at: float
 ) -> InstanceRecord:
-    """The record as a store keeps it: new version and timestamps, ``due_at`` to the millisecond."""
+    """The record as a store keeps it: new version and timestamps, ``due_at`` to the millisecond.
+
+    ``due_at`` is clamped as :func:`to_ms` clamps it, so a due time past the
+    year 292 million comes back the same from every store.
+    """
     # Built directly: dataclasses.replace costs as much as the rest of a write's Python.
     due = record.due_at
     return InstanceRecord(
@@ -132,7 +158,7 @@ def stored_as(
         record.correlation_id,
         created_at,
         updated_at,
-        None if due is None else round(due * 1000) / 1000,
+        None if due is None else to_ms(due) / 1000,
         record.meta,
     )
 

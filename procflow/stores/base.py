@@ -35,7 +35,9 @@ class InstanceRecord:
     value (or ``FAILED``), kept in its own column for look-ups. ``version``
     is 1 after the first insert and grows by one with every update.
     ``due_at`` (Unix seconds, or ``None``) is when a worker should next look
-    at the instance: a timer falls due, a retry is due; it is indexed.
+    at the instance: a timer falls due, a retry is due; it is indexed. A
+    due time past what a 64-bit millisecond count holds (the year 292
+    million, or infinity) is kept as the latest one that fits: never due.
     ``meta`` is the engine's own bookkeeping as JSON text ("" when none):
     the event inbox, step attempts, the failure, rejected payloads.
     """

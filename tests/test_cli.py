@@ -646,6 +646,27 @@ def test_show_of_a_failed_instance_says_which_step_failed_and_why(tmp_path: Path
     )
 
 
+def show_of_a_two_line_failure(tmp_path: Path) -> list[str]:
+    """The lines `procflow show` prints of c-1, FAILED by "ConnectionError: card service down" and a
+    second line, "since 09:00"."""
+    (tmp_path / "failing.py").write_text(FAILING.replace('down")', 'down\\nsince 09:00")'))
+    url = f"sqlite:///{tmp_path / 'failing.db'}"
+    seed(tmp_path, "failing", url)
+    return ok(tmp_path, "--db", url, "--app", "failing:engine", "show", "c-1").splitlines()
+
+
+def test_show_continues_a_history_detail_of_several_lines_under_its_column(tmp_path: Path) -> None:
+    lines = show_of_a_two_line_failure(tmp_path)
+    row = next(n for n, line in enumerate(lines) if "step_failed" in line)
+    assert lines[row + 1] == " " * lines[row].index("ConnectionError") + "since 09:00"
+
+
+def test_show_continues_a_failure_of_several_lines_under_its_field(tmp_path: Path) -> None:
+    lines = show_of_a_two_line_failure(tmp_path)
+    retries = next(n for n, line in enumerate(lines) if line.startswith("  retries "))
+    assert lines[retries + 1] == " " * 18 + "since 09:00"
+
+
 def test_a_retry_whose_step_fails_again_exits_1_saying_so(tmp_path: Path, failed: str) -> None:
     result = procflow(tmp_path, "--db", failed, "--app", "failing:engine", "retry", "c-1")
     assert result.returncode == 1

@@ -498,20 +498,20 @@ async def _list(engine: Engine, args: argparse.Namespace, style: Style) -> None:
 async def _show(engine: Engine, key: str, style: Style) -> None:
     inst = await engine.get(key)
     print(f"{style.bold(inst.id)}  {inst.workflow}  {style.status(inst.status.value)}")
-    print(f"  correlation id  {inst.correlation_id or '-'}")
-    print(f"  version         {inst.version}")
-    print(f"  created         {when(inst.created_at)}")
-    print(f"  updated         {when(inst.updated_at)}")
-    print(f"  parked at       {'; '.join(str(p) for p in inst.parked) or '-'}")
-    print(f"  accepts         {', '.join(inst.accepts) or '-'}")
+    print(_field("correlation id", inst.correlation_id or "-"))
+    print(_field("version", inst.version))
+    print(_field("created", when(inst.created_at)))
+    print(_field("updated", when(inst.updated_at)))
+    print(_field("parked at", "; ".join(str(p) for p in inst.parked) or "-"))
+    print(_field("accepts", ", ".join(inst.accepts) or "-"))
     if inst.state.cancelling:
-        print(f"  reason          {inst.state.reason} (cancel cut short: cancel or retry finishes it)")
+        print(_field("reason", f"{inst.state.reason} (cancel cut short: cancel or retry finishes it)"))
     elif inst.state.reason:
-        print(f"  reason          {inst.state.reason}")
+        print(_field("reason", inst.state.reason))
     note = retry_note(inst)
     if note:
-        print(f"  retries         {note}")
-    print(f"  completed       {', '.join(inst.state.completed) or '-'}")
+        print(_field("retries", note))
+    print(_field("completed", ", ".join(inst.state.completed) or "-"))
     data = json.loads(engine.dump_data(inst))
     print(style.bold("data"))
     print("  " + json.dumps(data, indent=2).replace("\n", "\n  "))
@@ -520,6 +520,11 @@ async def _show(engine: Engine, key: str, style: Style) -> None:
         [when(h.at), h.kind, h.name or "-", h.thread or "-", h.detail] for h in await engine.history(inst.id)
     ]
     print(render_table(["WHEN", "WHAT", "NAME", "THREAD", "DETAIL"], rows, style))
+
+
+def _field(label: str, value: object) -> str:
+    """A line of ``show``'s head: the label, then the value in its column, also on every line it takes."""
+    return f"  {label:<16}" + str(value).replace("\n", "\n" + " " * 18)
 
 
 def _print_outcome(inst: Instance[Any], style: Style) -> int:

@@ -48,20 +48,25 @@ def render_table(
     """Render ``rows`` under ``headers`` with aligned columns.
 
     Widths are computed on the plain text, so colouring one column (the
-    status column) does not break the alignment.
+    status column) does not break the alignment. A cell of several lines (a
+    traceback-like error) takes as many lines in its row, each continuing
+    under its own column.
     """
+    cells_lines = [[cell.splitlines() or [""] for cell in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = [
+    for row in cells_lines:
+        for i, lines in enumerate(row):
+            widths[i] = max(widths[i], *(len(line) for line in lines))
+    out = [
         "  ".join(style.bold(h.ljust(w)) for h, w in zip(headers, widths, strict=True)).rstrip(),
         "  ".join(style.dim("─" * w) for w in widths),
     ]
-    for row in rows:
-        cells = []
-        for i, (cell, w) in enumerate(zip(row, widths, strict=True)):
-            padded = cell.ljust(w)
-            cells.append(style.status(cell) + padded[len(cell) :] if i == status_column else padded)
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    for row in cells_lines:
+        for k in range(max(len(lines) for lines in row)):
+            cells = []
+            for i, (lines, w) in enumerate(zip(row, widths, strict=True)):
+                text = lines[k] if k < len(lines) else ""
+                padded = text.ljust(w)
+                cells.append(style.status(text) + padded[len(text) :] if i == status_column else padded)
+            out.append("  ".join(cells).rstrip())
+    return "\n".join(out)

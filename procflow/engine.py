@@ -878,10 +878,11 @@ class Engine:
     async def _catch_up(self, session: Session, *, abandoned: bool = False) -> Session:
         """Deliver overdue timers (thread order), then run what is runnable and due.
 
-        A run in flight (``RESUMING`` without a retry) is resumed only once it
-        looks abandoned (its row's due time, set ``stale_after`` ahead at each
-        commit, has passed), or when ``abandoned`` says it is. Threads whose
-        failed step waits for its retry are held by ``Session.may_run``.
+        A run in flight (``RESUMING``) is resumed only once it looks abandoned
+        (its row's due time, set ``stale_after`` ahead at each commit it makes,
+        has passed), when ``abandoned`` says it is, or when a failed step's
+        retry is due. Threads whose failed step waits for its retry are held
+        by ``Session.may_run``.
         """
         if session.meta.failure is not None:
             return session
@@ -906,13 +907,11 @@ class Engine:
                 return session
         now = self.clock.now()
         if session.state.status == WorkflowStatus.RESUMING:
+            # Threads whose retry is not due yet stay held (Session.may_run): the others of a
+            # run that looks abandoned run on, whenever that retry comes.
             retry_at = session.meta.retry_at
-            if retry_at is not None:
-                due_now = retry_at <= now
-            else:
-                stale = session.stored_due_at is None or session.stored_due_at <= now
-                due_now = abandoned or stale
-            if due_now:
+            stale = session.stored_due_at is None or session.stored_due_at <= now
+            if abandoned or stale or (retry_at is not None and retry_at <= now):
                 session = await self._run(session)
         elif session.setups_pending():
             session = await self._run(session)
@@ -1026,6 +1025,7 @@ class Engine:
         Raises:
             SetupError: as ``resume`` raises it.
         """
+        session.left_to_worker = False
         while True:
             try:
                 await resume(
@@ -1040,6 +1040,7 @@ class Engine:
                 self._step_failed(session, e)
                 retry_at = session.meta.retries.get(e.thread_id)
                 if session.meta.failure is not None or retry_at is None or retry_at <= self.clock.now():
+                    session.left_to_worker = True
                     return True
 
     async def _commit_quietly(self, session: Session) -> None:

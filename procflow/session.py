@@ -17,7 +17,7 @@ from .hooks import RunHooks
 from .instance import Instance
 from .interpreter import CheckpointType
 from .observe import Observed
-from .state import State, WaitEventStatus, WorkflowStatus
+from .state import State, ThreadStatus, WaitEventStatus, WorkflowStatus
 from .state_codec import encode_state
 from .stores.base import HistoryEntry, InstanceRecord
 from .timers import due_at as timer_due_at
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = ["Session"]
+
+_RUNNABLE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING)
 
 # Event statuses that the next resume works on again (a failed setup or teardown).
 _RETRIED = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR, WaitEventStatus.TEARDOWN_ERROR)
@@ -68,6 +70,9 @@ class Session(RunHooks):
         # Whether user code with side effects ran since the last commit: its
         # result must be committed before the next one runs.
         self.effect_ran = False
+        # Whether the run stopped for a failed step whose retry is due at once, leaving
+        # the instance to a worker at once rather than once it looks abandoned.
+        self.left_to_worker = False
         self.committed = False
         # Whether the row marks a cancel in progress: the mark is committed before a
         # compensation runs, so that a cancel cut short there is carried on.
@@ -138,18 +143,24 @@ class Session(RunHooks):
         """When a worker should next look at the instance, or ``None``."""
         if self.meta.failure is not None:
             return None
-        if self.state.cancelling:
-            # A cancel in progress (no timer may fire now): if its process dies, a worker carries it on.
+        if self.state.cancelling or (self.run_in_flight() and not self.left_to_worker):
+            # A run or a cancel in progress: if its process dies, a worker carries it on once
+            # it looks abandoned. Until then nothing else is due: a timer or a retry whose time
+            # comes meanwhile waits for the run's last commit, so that no worker claims the
+            # instance while a step of it runs.
             return now + self.engine.stale_after
         due = [at for t in self.state.threads for e in t.wait_events if (at := timer_due_at(e)) is not None]
         if self.meta.retry_at is not None:
             due.append(self.meta.retry_at)
-        elif self.state.status == WorkflowStatus.RESUMING:
-            # A run in progress: if its process dies, a worker picks it up then.
-            due.append(now + self.engine.stale_after)
         elif self.state.status == WorkflowStatus.WAITING and self.setups_pending():
             due.append(now + self.engine.setup_retry_delay)
         return min(due) if due else None
+
+    def run_in_flight(self) -> bool:
+        """Whether a thread is running or about to run: one that can run and is not held
+        for a failed step's retry."""
+        retries = self.meta.retries
+        return any(t.status in _RUNNABLE and t.id not in retries for t in self.state.threads)
 
     def setups_pending(self) -> bool:
         """Whether a setup or teardown failed (or never ran) and waits for the next resume."""

@@ -105,7 +105,23 @@ class Hangs:
         self.log.append("b")
 
 
-WORKFLOWS = [Reminder, Gated, Hangs]
+@dataclass
+class HangsBesideARetry(Hangs):
+    """Hangs' steps in a thread, beside a thread whose step waits an hour for its retry."""
+
+    def definition(self) -> pf.Section:
+        retry = pf.Retry(max_attempts=3, backoff=pf.Backoff(initial=3600, cap=3600, jitter=0))
+        return pf.S(
+            pf.Go("flaky", pf.Step("call", self.call, retry=retry)),
+            pf.Go("work", super().definition()),
+            pf.WaitFor("both", lambda: "b" in self.log),
+        )
+
+    def call(self) -> None:
+        raise ConnectionError("down")
+
+
+WORKFLOWS = [Reminder, Gated, Hangs, HangsBesideARetry]
 
 
 @pytest.fixture(autouse=True)
@@ -320,6 +336,24 @@ async def test_a_run_abandoned_in_the_middle_of_a_step_is_resumed_by_a_worker_af
         assert LOG == ["b", "b"]  # at least once: the step the dead run was in runs again
 
 
+async def test_a_run_abandoned_beside_a_thread_waiting_for_its_retry_is_resumed_after_stale_after(
+    stores: Callable[[], Store], clock: TestClock
+) -> None:
+    async with Engine(stores(), workflows=WORKFLOWS, clock=clock, stale_after=120) as engine:
+        GATES["hang"] = anyio.Event()
+        with anyio.move_on_after(0.2):  # the process "dies" while step b runs
+            await engine.start(HangsBesideARetry(), id="h")
+        del GATES["hang"]
+        assert (await engine.get("h")).meta.retries == {"flaky": clock.now() + 3600}
+        clock.advance(119)
+        assert await engine.work_once() == 0  # it may still be running somewhere
+        clock.advance(1)
+        assert await engine.work_once() == 1  # not only once the other thread's retry is due
+        inst = await engine.get("h")
+        assert inst.data.log == ["a", "b"]
+        assert list(inst.meta.retries) == ["flaky"]
+
+
 async def test_recover_resumes_abandoned_runs_without_waiting_for_stale_after(
     stores: Callable[[], Store], clock: TestClock
 ) -> None:
@@ -475,6 +509,38 @@ async def test_a_send_while_a_step_of_the_instance_runs_in_this_process_waits_an
         await engine.start(Relay(), id="r")
         await _poke_while_long_runs(engine, "r", functools.partial(engine.send, "r", "go"))
     assert LOG == ["long"]
+
+
+@dataclass
+class Napper:
+    """Main: "go", then a step the test holds; a side thread naps ten seconds, then logs."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Go("side", pf.S(pf.Sleep("nap", 10), pf.Step("after nap", lambda: LOG.append("after nap")))),
+            pf.Wait("going", pf.OnEvent("go", lambda: None)),
+            pf.Step("long", held_long),
+            pf.Wait("ending", pf.OnEvent("end", lambda: None)),
+        )
+
+
+async def test_a_worker_claims_nothing_while_a_step_runs_though_another_threads_timer_fell_due(
+    stores: Callable[[], Store], clock: TestClock
+) -> None:
+    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
+    async with Engine(stores(), workflows=[Napper], clock=clock) as engine:
+        await engine.start(Napper(), id="n")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.send, "n", "go")
+            with anyio.fail_after(5):
+                await GATES["entered"].wait()
+            clock.advance(60)  # the nap is over while "long" runs
+            assert await engine.store.claim_due(clock.now(), limit=10, lease=30) == []
+            GATES["release"].set()
+        assert await engine.work_once() == 1  # the run is over: now the nap's timer is delivered
+        inst = await engine.get("n")
+    assert LOG == ["long", "after nap"]
+    assert [(p.thread, p.at) for p in inst.parked] == [(pf.MAIN_THREAD, "ending")]
 
 
 @dataclass

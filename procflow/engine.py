@@ -1106,11 +1106,13 @@ class Engine:
             if not wanted or not isinstance(event, On):
                 raise
             if isinstance(event.handler, FunctionHandler):
-                event.handler.validate(payload)  # a bad payload is refused now, not when delivered
+                stored = event.handler.storable(payload)  # a bad payload is refused now, not when delivered
+            else:
+                stored = _ANY.dump_python(payload, mode="json", by_alias=True)
             session.meta.inbox.append(
                 Buffered(
                     event=req.name,
-                    payload=_ANY.dump_python(payload, mode="json"),
+                    payload=stored,
                     thread_id=req.thread_id,
                     at=self.clock.now(),
                 )

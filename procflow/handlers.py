@@ -316,6 +316,33 @@ class FunctionHandler(Handler):
                 errors,
             ) from e
 
+    def storable(self, payload: Any) -> Any:
+        """``payload`` validated, as the JSON values that validate back to it, for the inbox.
+
+        Dumped through the payload type (aliases included), so that a model
+        comes back as the same model when the event is delivered later.
+
+        Raises:
+            PayloadError: the payload does not validate, or its JSON does not
+                validate back to the same value (a ``SecretStr`` is masked,
+                say), so it cannot wait in the inbox.
+        """
+        sig = _signature_of(self.fn)
+        if not sig.takes_payload:
+            return None
+        value = self._validated(sig, payload)
+        stored = sig.payload.dump_python(value, mode="json", by_alias=True, exclude_unset=True)
+        try:
+            same = self._validated(sig, stored) == value
+        except PayloadError:
+            same = False
+        if not same:
+            raise PayloadError(
+                f"the payload for {_function_name(self.fn)} cannot wait in the inbox: stored as JSON, it "
+                "does not come back the same (a secret is masked, say); send it once a thread waits for it"
+            )
+        return stored
+
     def handle(self, req: CallbackRequest, payload: Any) -> Any:
         """Validate ``payload`` and return ``fn``'s result (awaitable when ``fn`` is async).
 

@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 import pytest
 from process_death import ProcessDied
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic.alias_generators import to_camel
 
 import procflow as pf
 from procflow import Sleep, TestClock
@@ -127,6 +128,42 @@ class OpaqueTill(Till):
     def pay(self, cents: int) -> Any:  # the reply type is Any: pydantic has no schema for Receipt
         super().pay(cents)
         return Receipt(cents)
+
+
+class Payment(BaseModel):
+    """A payload whose JSON names are camelCase aliases."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+    order_id: str
+    amount_cents: int
+
+
+class Card(BaseModel):
+    number: SecretStr
+
+
+@dataclass
+class Invoice:
+    """Approval first; a payment or a card may come before it (buffered)."""
+
+    paid: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait("approval", pf.OnEvent("approve", lambda: None)),
+            pf.Wait(
+                "payment",
+                pf.OnEvent("paid", self.on_paid, buffer=True),
+                pf.OnEvent("card", self.on_card, buffer=True),
+            ),
+        )
+
+    def on_paid(self, payment: Payment) -> None:
+        assert isinstance(payment, Payment)
+        self.paid.append(f"{payment.order_id}: {payment.amount_cents}")
+
+    def on_card(self, card: Card) -> None:
+        self.paid.append("card")
 
 
 class Amount(BaseModel):
@@ -280,6 +317,7 @@ WORKFLOWS = [
     Cart,
     EagerCart,
     Webhook,
+    Invoice,
     Till,
     OpaqueTill,
     Strict,
@@ -432,6 +470,26 @@ async def test_a_buffered_event_with_an_invalid_payload_is_refused_when_sent(eng
     await engine.start(Cart(), id="c")
     with pytest.raises(pf.PayloadError):
         await engine.send("c", "item", {"sku": 42, "qty": "many"}, buffer=True)
+
+
+async def test_a_buffered_model_payload_is_delivered_as_the_same_model(engine: Engine) -> None:
+    await engine.start(Invoice(), id="i")
+    await engine.send("i", "paid", Payment(orderId="o-42", amountCents=1250))
+    assert [b.payload for b in (await engine.get("i")).inbox] == [{"orderId": "o-42", "amountCents": 1250}]
+    await engine.send("i", "approve")
+    inst = await engine.get("i")
+    assert inst.data.paid == ["o-42: 1250"]
+    assert inst.status == pf.WorkflowStatus.FINISHED
+
+
+async def test_a_payload_that_json_does_not_give_back_the_same_is_refused_for_the_inbox(
+    engine: Engine,
+) -> None:
+    await engine.start(Invoice(), id="i")
+    version = (await engine.store.get("i")).version
+    with pytest.raises(pf.PayloadError, match="cannot wait in the inbox"):
+        await engine.send("i", "card", Card(number=SecretStr("4242 4242 4242 4242")))
+    assert (await engine.store.get("i")).version == version
 
 
 # -- idempotent sends --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -1239,6 +1240,28 @@ async def test_sqlite_on_a_file_that_is_not_a_database_raises_store_error(tmp_pa
     path.write_text("these are not the pages you are looking for " * 100)
     with pytest.raises(StoreError, match=r"notes\.db"):
         await SQLiteStore(path).open()
+
+
+def _threads_of(path: Path) -> list[threading.Thread]:
+    return [
+        thread for thread in threading.enumerate() if thread.name.startswith(f"procflow-sqlite {str(path)!r}")
+    ]
+
+
+@pytest.mark.anyio
+async def test_sqlite_tasks_opening_one_store_at_once_share_its_threads_and_close_them_all(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path)
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(store.open)
+    assert len(_threads_of(path)) == 2  # one writer, one reader
+    await store.close()
+    for thread in _threads_of(path):
+        thread.join(timeout=5)
+    assert _threads_of(path) == []
 
 
 @pytest.mark.anyio

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
 
+import anyio
+
 from ..errors import ProcflowError, StoreError
 from . import _sqlite_schema
 from ._columns import (
@@ -106,6 +108,8 @@ class SQLiteStore:
         # Reads run on a connection and thread of their own, so that they never
         # wait behind a commit (WAL readers see the last commit, never block it).
         self._reader: SQLiteWorker | None = None
+        # Set while an ``open`` is under way: a concurrent one waits for it.
+        self._opening: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -122,13 +126,26 @@ class SQLiteStore:
     async def open(self) -> None:
         """Open the file (creating it if needed) and create or upgrade its schema. Idempotent.
 
+        Tasks that open the store at once share one opening (one writer
+        thread, one reader thread); if it fails, each of them tries again.
+
         Raises:
             StoreError: the file cannot be opened or created, is not a SQLite
                 database, was written by a newer procflow, or stayed locked by
                 another process for longer than ``timeout``.
         """
+        while self._opening is not None:  # another task is opening it: share its outcome
+            await self._opening.wait()
         if self._worker is not None:
             return
+        self._opening = opening = anyio.Event()
+        try:
+            await self._open()
+        finally:
+            self._opening = None
+            opening.set()
+
+    async def _open(self) -> None:
         worker = SQLiteWorker(self._connect, name=repr(self.path))
         reader = worker
         try:

@@ -876,7 +876,7 @@ class Engine:
             return
 
     async def _catch_up(self, session: Session, *, abandoned: bool = False) -> Session:
-        """Deliver overdue timers (thread order), then run what is runnable and due.
+        """Deliver overdue timers (the earliest due first), then run what is runnable and due.
 
         A run in flight (``RESUMING``) is resumed only once it looks abandoned
         (its row's due time, set ``stale_after`` ahead at each commit it makes,
@@ -918,15 +918,18 @@ class Engine:
         return session
 
     def _next_due_timer(self, session: Session) -> tuple[CallbackRequest, str] | None:
+        """The overdue timer that came due first (of two due at once, the first in thread
+        order), as a worker that never fell behind would have delivered it."""
         now = self.clock.now()
+        first: tuple[float, CallbackRequest] | None = None
         for t in session.state.threads:
             if t.status != ThreadStatus.WAITING_EVENT:
                 continue
             for e in t.wait_events:
                 due = timer_due_at(e)
-                if due is not None and due <= now:
-                    return CallbackRequest(name=e.req.name, thread_id=t.id, pc=e.req.pc), e.req.name
-        return None
+                if due is not None and due <= now and (first is None or due < first[0]):
+                    first = due, CallbackRequest(name=e.req.name, thread_id=t.id, pc=e.req.pc)
+        return None if first is None else (first[1], first[1].name)
 
     async def _run(self, session: Session) -> Session:
         """Resume until parked, deliver what the inbox holds for new Waits, commit.

@@ -500,3 +500,16 @@ async def test_an_instance_is_due_at_its_earliest_timer_and_a_worker_fires_that_
     clock.advance(10)
     assert await engine.work_once() == 1
     assert (await engine.get("o")).data.log == ["remind"]
+
+
+@pytest.mark.parametrize("touch", ["worker", "resume"])
+async def test_of_two_overdue_timers_in_one_wait_the_one_due_first_wins(
+    engine: Engine, clock: TestClock, touch: str
+) -> None:
+    await engine.start(Offer(), id="o")
+    clock.advance(500)  # nobody looked meanwhile: the reminder and the expiry are both overdue
+    if touch == "worker":
+        assert await engine.work_once() == 1
+    else:
+        await engine.resume("o")
+    assert (await engine.get("o")).data.log == ["remind"]

@@ -1381,6 +1381,49 @@ def test_open_store_makes_a_postgres_store_with_the_url_as_dsn(url: str) -> None
     assert isinstance(store, PostgresStore) and store.dsn == url
 
 
+@pytest.mark.parametrize("url", ["PostgreSQL://ann@db.example/orders", "POSTGRES://ann@db.example/orders"])
+def test_open_store_gives_a_postgres_store_the_url_with_its_scheme_in_lower_case(url: str) -> None:
+    store = open_store(url)
+    assert (
+        isinstance(store, PostgresStore)
+        and store.dsn == url.split("://")[0].lower() + "://ann@db.example/orders"
+    )
+
+
+def test_open_store_percent_decodes_a_sqlite_path() -> None:
+    store = open_store("sqlite:///data/my%20orders%3F%23.db")
+    assert isinstance(store, SQLiteStore) and store.path == "data/my orders?#.db"
+
+
+def test_open_store_keeps_percent_encoded_bytes_that_are_not_utf_8_in_a_sqlite_path() -> None:
+    store = open_store("sqlite:///orders-%FF.db")
+    assert isinstance(store, SQLiteStore) and os.fsencode(store.path) == b"orders-\xff.db"
+
+
+def test_open_store_takes_timeout_and_synchronous_from_a_sqlite_query() -> None:
+    store = open_store("sqlite:///orders.db?timeout=10.5&synchronous=normal")
+    assert isinstance(store, SQLiteStore)
+    assert (store.path, store.timeout, store.synchronous) == ("orders.db", 10.5, "NORMAL")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite:///orders.db?mode=ro", r"takes timeout=<seconds> and synchronous=.*not parameter 'mode'"),
+        ("sqlite:///orders.db?timeout=1&timeout=2", r"not parameter 'timeout' twice"),
+        ("sqlite:///orders.db?timeout", r"not parameter 'timeout'"),
+        ("sqlite:///orders.db?timeout=soon", r"timeout must be a number of seconds, not 'soon'"),
+        ("sqlite:///orders.db?timeout=-1", r"timeout must be a number of seconds"),
+        ("sqlite:///orders.db?synchronous=always", r"synchronous must be OFF, NORMAL, FULL or EXTRA"),
+        ("sqlite:///orders#1.db", r"no fragment; write a # in a file name as %23"),
+        ("sqlite:///?timeout=1", r"names no file"),
+    ],
+)
+def test_open_store_refuses_a_sqlite_url_it_cannot_follow_saying_why(url: str, says: str) -> None:
+    with pytest.raises(StoreError, match=says):
+        open_store(url)
+
+
 @pytest.mark.parametrize("url", ["orders.db", "sqlite://", "sqlite:///", "mysql://db/orders", "memory://x"])
 def test_open_store_refuses_other_urls_listing_those_it_knows(url: str) -> None:
     with pytest.raises(StoreError, match=r"sqlite:///.*memory://.*postgresql://"):

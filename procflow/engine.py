@@ -61,7 +61,7 @@ from .handlers import FunctionHandler
 from .idempotency import kept_reply, reply_json, reply_to_keep, request_digest
 from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
-from .interpreter import cancel, handle_callback, resume
+from .interpreter import built_tree, cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
 from .retry import Retry
 from .session import Session
@@ -521,7 +521,8 @@ class Engine:
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
             WorkflowFinishedError: the instance is finished or cancelled, or being cancelled.
-            DefinitionError: no thread ``thread``, or no Step/Wait/WaitFor ``step``.
+            DefinitionError: no thread ``thread``, no Step/Wait/WaitFor ``step``,
+                or the instance's ``definition()`` raised.
         """
         with use_clock(self.clock):
             async with self._turn(key) as session:
@@ -548,7 +549,7 @@ class Engine:
                         f"instance {session.id!r} has no thread {thread!r}; threads: "
                         f"{', '.join(t.id for t in state.threads) or 'none'}"
                     )
-                owner = _thread_body_of(session.workflow.definition(), step)
+                owner = _thread_body_of(built_tree(session.workflow), step)
                 if owner != moved.name:
                     raise DefinitionError(
                         f"goto {step!r}: it is in {_body(owner)}, but thread {thread!r} runs "
@@ -588,6 +589,8 @@ class Engine:
                 failure = session.meta.failure
                 if failure is not None and failure.thread in ("", thread):  # another thread's stays
                     session.meta.failure = None
+                    # A repair starts the failed step's retry policy over, as ``retry`` does.
+                    session.meta.attempts.pop(failure.step, None)
                 session.meta.retries.pop(thread, None)
                 session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
                 State.model_validate(state.model_dump())  # the result must be a valid State
@@ -1090,8 +1093,12 @@ class Engine:
         session.transition("failed", error.step, detail=f"its compensation raised: {cause}")
 
     def _statement(self, session: Session, name: str) -> Stmt | None:
-        """The statement named ``name`` in the instance's current definition."""
-        root = session.workflow.definition()
+        """The statement named ``name`` in the instance's current definition.
+
+        Raises:
+            DefinitionError: ``definition()`` raised, or returned no statement.
+        """
+        root = built_tree(session.workflow)
         path = index(root).get(name)
         return None if path is None else at(root, path)
 

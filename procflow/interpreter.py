@@ -377,7 +377,7 @@ class _Run:
 
     def build(self) -> None:
         """Call ``definition()``; check the first tree of the run as a whole."""
-        self.root = _built_tree(self.workflow)
+        self.root = built_tree(self.workflow)
         self.loops_entered.clear()
         if self.paths is None:
             self.reindex()  # validate first; later builds of this run are checked by locate
@@ -562,7 +562,7 @@ class _Run:
                     # the new one, which then reuses its (cached) memory.
                     containers.clear()
                     node = self.root = _EMPTY
-                    # _built_tree() inline: a call less per step
+                    # built_tree() inline: a call less per step
                     try:
                         root = workflow.definition()
                     except Exception as e:
@@ -1060,7 +1060,7 @@ def _require_state(state: object) -> None:
         )
 
 
-def _built_tree(workflow: Workflow) -> Stmt:
+def built_tree(workflow: Workflow) -> Stmt:
     """Call ``workflow.definition()``.
 
     Raises:
@@ -1275,7 +1275,7 @@ async def handle_callback(
     _require_state(state)
     if state.status in _DONE or state.reason:
         raise _not_running(state, f"event {req.name!r} cannot be delivered")
-    root = _built_tree(workflow)
+    root = built_tree(workflow)
     paths = _indexed(root, workflow)
     thread, event, stale = None, None, None
     for t in state.threads:

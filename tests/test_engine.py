@@ -529,6 +529,28 @@ async def test_goto_an_unknown_statement_or_thread_is_refused_and_changes_nothin
     assert (await engine.get("o-1")).version == before.version
 
 
+CATALOG = {"book": "shelf 4"}
+
+
+@dataclass
+class Shelved(Order):
+    """An order whose definition looks its item up: an unknown item makes definition() raise."""
+
+    def definition(self) -> pf.Section:
+        CATALOG[self.item]
+        return super().definition()
+
+
+async def test_goto_on_an_instance_whose_definition_raises_is_a_definition_error(store: Store) -> None:
+    async with Engine(store, workflows=[Shelved]) as engine:
+        await engine.start(Shelved(), id="s-1")
+        await engine.edit("s-1", {"item": "lamp"}, who="ops", why="customer asked")
+        before = await engine.get("s-1")
+        with pytest.raises(pf.DefinitionError, match=r"Shelved\.definition\(\) raised KeyError: 'lamp'"):
+            await engine.goto("s-1", thread=pf.MAIN_THREAD, step="decision", who="ops", why="again")
+        assert (await engine.get("s-1")).version == before.version
+
+
 @dataclass
 class Packing:
     """The main thread starts a packer (a step, then a Wait) and waits for its own event."""

@@ -369,6 +369,23 @@ async def test_goto_on_a_failed_instance_clears_its_failure_and_runs_on(engine: 
     assert inst.data.log == ["reserve", "ship"]
 
 
+async def test_goto_back_before_a_failed_step_starts_its_retry_policy_over(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=4), id="p")
+    for _ in range(2):
+        clock.advance(100)
+        await engine.work_once()
+    assert (await engine.get("p")).status == pf.WorkflowStatus.FAILED
+    inst = await engine.goto("p", thread=pf.MAIN_THREAD, step="reserve", who="ops", why="service fixed")
+    assert TRIES["p"] == 4  # the 4th call fails: attempt 1 of a new round, not the 4th of 3
+    assert inst.status == pf.WorkflowStatus.RESUMING
+    assert inst.meta.attempts == {"charge": 1}
+    clock.advance(10)
+    assert await engine.work_once() == 1
+    assert (await engine.get("p")).status == pf.WorkflowStatus.FINISHED
+
+
 async def test_goto_of_another_thread_leaves_a_failed_threads_failure_and_step_alone(
     tmp_path: Path, clock: TestClock
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,8 +55,12 @@ class Backoff:
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 or more)."""
-        growth = self.multiplier ** max(failed_attempts - 1, 0)
-        base = min(_seconds(self.initial) * growth, _seconds(self.cap))
+        initial, cap = _seconds(self.initial), _seconds(self.cap)
+        try:
+            grown = initial * float(self.multiplier) ** max(failed_attempts - 1, 0)
+        except OverflowError:  # a policy that retries for ever, after a thousand failures
+            grown = math.inf
+        base = min(grown, cap) if initial > 0 else 0.0
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 

@@ -637,6 +637,15 @@ def test_backoff_grows_exponentially_up_to_its_cap() -> None:
     assert [backoff.delay(n) for n in range(1, 6)] == [10, 30, 90, 100, 100]
 
 
+def test_backoff_stays_at_its_cap_however_many_attempts_failed() -> None:
+    backoff = Backoff(initial=1, multiplier=2, cap=300, jitter=0)
+    assert [backoff.delay(n) for n in (1024, 1025, 10**6)] == [300, 300, 300]
+
+
+def test_a_backoff_of_zero_stays_zero_however_many_attempts_failed() -> None:
+    assert Backoff(initial=0, jitter=0).delay(10**6) == 0
+
+
 def test_backoff_jitter_spreads_the_delay_either_way_by_at_most_its_fraction() -> None:
     backoff = Backoff(initial=100, multiplier=2, jitter=0.2)
     rng = random.Random(7)

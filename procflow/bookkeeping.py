@@ -43,6 +43,7 @@ class Bookkeeping(BaseModel):
     # that waits for a backoff is held until its own time.
     retries: dict[str, float] = Field(default_factory=dict)
     failure: Failure | None = None
+    # Invalid payloads per parking (``parking_key``), while it lasts.
     rejected: dict[str, int] = Field(default_factory=dict)
     # Whether the cancel in progress (State.cancelling) compensates: a worker
     # or a retry that carries it on does what it was asked to do.
@@ -58,6 +59,11 @@ class Bookkeeping(BaseModel):
             if retry_at is not None:
                 data.setdefault("retries", {thread: retry_at})
         return data
+
+    @staticmethod
+    def parking_key(thread: str, event: str, pc: int) -> str:
+        """The key of one parking of ``thread`` on ``event`` in ``rejected``."""
+        return f"{thread}:{event}:{pc}"
 
     @property
     def retry_at(self) -> float | None:

@@ -1164,7 +1164,7 @@ class Engine:
         )
         if parked is None:
             return
-        key = f"{parked[0]}:{req.name}:{parked[1]}"
+        key = Bookkeeping.parking_key(parked[0], req.name, parked[1])
         count = session.meta.rejected.get(key, 0) + 1
         session.meta.rejected[key] = count
         session.transition("rejected", req.name, parked[0], f"invalid payload {count} of {limit}")

@@ -30,6 +30,9 @@ __all__ = ["Session"]
 
 _RUNNABLE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING)
 
+# Event statuses of a parking still waiting for its event.
+_PARKED = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP, WaitEventStatus.SETUP_ERROR)
+
 # Event statuses that the next resume works on again (a failed setup or teardown).
 _RETRIED = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP_ERROR, WaitEventStatus.TEARDOWN_ERROR)
 
@@ -174,6 +177,8 @@ class Session(RunHooks):
             DuplicateInstanceError: on the first commit, the id or correlation id is taken.
         """
         now = self.engine.clock.now()
+        if self.meta.rejected:
+            self._forget_left_parkings()
         record = InstanceRecord(
             id=self.state.id,
             workflow=self.wtype.name,
@@ -202,6 +207,17 @@ class Session(RunHooks):
         self.effect_ran = False
         self.committed = True
         self.cancel_stored = self.state.cancelling
+
+    def _forget_left_parkings(self) -> None:
+        """Drop the invalid-payload counts of parkings that are over: each new parking
+        counts from zero, even one of a thread started again under the same id at the same pc."""
+        parked = {
+            Bookkeeping.parking_key(t.id, e.req.name, e.req.pc)
+            for t in self.state.threads
+            for e in t.wait_events
+            if e.status in _PARKED
+        }
+        self.meta.rejected = {key: n for key, n in self.meta.rejected.items() if key in parked}
 
     def tell_observers(self) -> None:
         """Tell the engine's observers the transitions not told yet, in order."""

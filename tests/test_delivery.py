@@ -303,6 +303,31 @@ class Capped:
 
 
 @dataclass
+class Rounds:
+    """Three rounds; each starts a "collect" thread (the same id each time) that waits for a payment."""
+
+    paid: list[int] = field(default_factory=list)
+    done: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.For(
+                "rounds",
+                lambda: self.done < 3,
+                pf.Go("collect", pf.Wait("payment", pf.OnEvent("pay", self.pay, max_attempts=3))),
+                pf.WaitFor("collected", lambda: len(self.paid) > self.done),
+                pf.Step("next", self.next_round),
+            )
+        )
+
+    def pay(self, amount: Amount) -> None:
+        self.paid.append(amount.cents)
+
+    def next_round(self) -> None:
+        self.done += 1
+
+
+@dataclass
 class Prepaid(Capped):
     """Opens, then takes ``Capped``'s payment, buffered when it comes before the opening."""
 
@@ -318,6 +343,7 @@ WORKFLOWS = [
     EagerCart,
     Webhook,
     Invoice,
+    Rounds,
     Till,
     OpaqueTill,
     Strict,
@@ -815,6 +841,22 @@ async def test_the_count_of_invalid_payloads_is_per_parking(engine: Engine) -> N
     with pytest.raises(pf.PayloadError):
         await engine.send("r", "pay", {})
     assert (await engine.get("r")).status == pf.WorkflowStatus.CANCELLED
+
+
+async def test_a_thread_started_again_under_the_same_id_counts_invalid_payloads_from_zero(
+    engine: Engine,
+) -> None:
+    await engine.start(Rounds(), id="r")
+    for _ in range(2):
+        with pytest.raises(pf.PayloadError):
+            await engine.send("r", "pay", {"cents": "many"})
+    await engine.send("r", "pay", {"cents": 1})  # round 1 is paid; round 2's "collect" parks
+    assert (await engine.get("r")).meta.rejected == {}  # the counts of a parking that is over go
+    with pytest.raises(pf.PayloadError):
+        await engine.send("r", "pay", {"cents": "many"})
+    inst = await engine.get("r")
+    assert inst.status == pf.WorkflowStatus.WAITING  # 1 of 3, not 3 of 3
+    assert list(inst.meta.rejected.values()) == [1]
 
 
 def test_max_attempts_must_be_at_least_one() -> None:

@@ -115,12 +115,15 @@ def decode_state(text: str, id: str, workflow: str, status: str) -> State:
     data["id"] = id
     data["workflow"] = workflow
     data["status"] = WorkflowStatus.RESUMING if status == WorkflowStatus.FAILED else status
-    for thread in data.get("threads", ()):
+    # What is not of the expected shape is left for validation to refuse, with its place.
+    threads = data.get("threads")
+    for thread in threads if isinstance(threads, list) else ():
         if not isinstance(thread, dict):
             continue
         thread_id = thread.setdefault("id", MAIN_THREAD)
         thread.setdefault("name", thread_id)
-        for event in thread.get("wait_events", ()):
+        events = thread.get("wait_events")
+        for event in events if isinstance(events, list) else ():
             req = event.get("req") if isinstance(event, dict) else None
             if isinstance(req, dict):
                 req.setdefault("workflow_id", id)

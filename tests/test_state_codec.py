@@ -92,7 +92,19 @@ def test_a_failed_instances_state_is_resuming() -> None:
     assert decode_state("{}", ID, "order", "FAILED").status == WorkflowStatus.RESUMING
 
 
-@pytest.mark.parametrize("text", ["", "[1, 2]", '{"threads": [{"status": "NAPPING"}]}', "{bad"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[1, 2]",
+        '{"threads": [{"status": "NAPPING"}]}',
+        "{bad",
+        '{"threads": null}',
+        '{"threads": 5}',
+        '{"threads": [{"wait_events": 7}]}',
+        '{"threads": [{"wait_events": null}]}',
+    ],
+)
 def test_text_that_is_not_a_state_raises_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         decode_state(text, ID, "order", "WAITING")

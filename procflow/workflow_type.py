@@ -26,6 +26,13 @@ class WorkflowType:
     """
 
     def __init__(self, cls: type[Any], name: str | None = None) -> None:
+        if not isinstance(cls, type):
+            hint = (
+                f"pass the class {type(cls).__name__}, not an instance of it"
+                if callable(getattr(cls, "definition", None))
+                else "pass a dataclass or pydantic model class with a definition() method"
+            )
+            raise DefinitionError(f"workflows are registered by class, got {cls!r}; {hint}")
         if not callable(getattr(cls, "definition", None)):
             raise DefinitionError(f"{cls.__qualname__} has no definition() method; it is not a workflow")
         self.cls = cls

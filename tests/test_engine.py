@@ -212,6 +212,12 @@ async def test_a_taken_id_or_correlation_id_raises_duplicate_instance(engine: En
         await engine.start(Order(), id="o-2", correlation_id="c-1")
 
 
+@pytest.mark.parametrize("workflows", [[Order()], {"order": Order()}], ids=["list", "mapping"])
+def test_registering_a_workflow_object_instead_of_its_class_is_a_definition_error(workflows: Any) -> None:
+    with pytest.raises(pf.DefinitionError, match="pass the class Order, not an instance of it"):
+        Engine(MemoryStore(), workflows=workflows)
+
+
 async def test_starting_an_unregistered_class_raises_unknown_workflow(engine: Engine) -> None:
     @dataclass
     class Stray:

@@ -18,9 +18,9 @@ import json
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from .errors import IdempotencyKeyReused, UnstorableDataError
+from .errors import IdempotencyKeyReused, PayloadError, UnstorableDataError
 
 __all__ = ["kept_reply", "reply_json", "reply_to_keep", "request_digest"]
 
@@ -32,15 +32,22 @@ def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
     """A SHA-256 digest of a send's request, for telling a repeat from another request.
 
     The payload is taken as JSON values with the keys of its objects sorted,
-    so a repeat may list them in another order (``repr`` for a value that has
-    no JSON form). A dict and its JSON text still differ: send a payload in
-    the same form each time.
+    so a repeat may list them in another order; infinities and NaN stay
+    themselves (not ``null``). A dict and its JSON text still differ: send a
+    payload in the same form each time.
+
+    Raises:
+        PayloadError: the payload has no JSON form, so a repeat cannot be told
+            from another request.
     """
     try:
-        value = _ANY.dump_python(payload, mode="json")
+        value = to_jsonable_python(payload, by_alias=False, inf_nan_mode="constants")
         body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (PydanticSerializationError, TypeError, ValueError):
-        body = repr(payload)
+    except (PydanticSerializationError, TypeError, ValueError) as e:
+        raise PayloadError(
+            f"a payload sent with an idempotency key must have a JSON form, to tell a repeat from another "
+            f"request; {payload!r} has none ({e}): send JSON values or a pydantic model"
+        ) from None
     request = json.dumps([event, thread_id, pc, body])
     return hashlib.sha256(request.encode()).hexdigest()
 

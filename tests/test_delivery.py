@@ -7,6 +7,7 @@ throwaway cluster); handler calls are counted outside the workflow
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pydantic.alias_generators import to_camel
 import procflow as pf
 from procflow import Sleep, TestClock
 from procflow.engine import Engine
+from procflow.idempotency import request_digest
 from procflow.stores import SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.anyio
@@ -599,6 +601,18 @@ async def test_an_idempotency_key_belongs_to_one_instance(engine: Engine) -> Non
     assert (await engine.send("a", "pay", 1, idempotency_key="same"))["receipt"] == 1
     assert (await engine.send("b", "pay", 2, idempotency_key="same"))["cents"] == 2
     assert CALLS == ["pay:1", "pay:2"]
+
+
+def test_an_infinite_or_nan_payload_is_not_the_same_request_as_none() -> None:
+    digests = {request_digest("pay", "", 0, p) for p in (None, math.inf, -math.inf, math.nan, "Infinity")}
+    assert len(digests) == 5
+
+
+async def test_a_payload_with_no_json_form_cannot_be_sent_with_an_idempotency_key(engine: Engine) -> None:
+    await engine.start(Till(), id="t")
+    with pytest.raises(pf.PayloadError, match="must have a JSON form"):
+        await engine.send("t", "pay", Receipt(5), idempotency_key="k")
+    assert CALLS == []
 
 
 async def test_a_send_that_failed_keeps_no_reply_for_its_key(engine: Engine) -> None:

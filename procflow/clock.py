@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Clock", "SystemClock", "TestClock", "current_clock", "use_clock"]
 
@@ -52,15 +55,16 @@ class TestClock:
     def now(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward.
+    def advance(self, seconds: float | timedelta) -> None:
+        """Move the clock forward by ``seconds`` (or a ``timedelta``).
 
         Raises:
-            ValueError: ``seconds`` is negative.
+            ValueError: ``seconds`` is negative or not a finite number.
         """
-        if seconds < 0:
-            raise ValueError(f"a clock only moves forward; got {seconds} seconds")
-        self._now += seconds
+        step = seconds.total_seconds() if isinstance(seconds, timedelta) else seconds
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step < math.inf:
+            raise ValueError(f"a clock only moves forward, by a finite number of seconds; got {seconds!r}")
+        self._now += step
 
     def set(self, timestamp: float) -> None:
         """Move the clock to ``timestamp``.
@@ -71,7 +75,10 @@ class TestClock:
         self.advance(timestamp - self._now)
 
     async def sleep(self, seconds: float) -> None:
+        """Return once the clock has moved ``seconds`` on; like ``anyio.sleep``, it always
+        lets other tasks run, even for ``0``."""
         deadline = self._now + seconds
+        await anyio.lowlevel.checkpoint()
         while self._now < deadline:
             await anyio.sleep(0.001)
 

@@ -9,7 +9,8 @@ next touch of the instance, delivers the event when it is due.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .clock import current_clock
@@ -23,8 +24,18 @@ __all__ = ["Sleep", "Timer", "due_at"]
 TIMER_TYPE = "timer"
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def _seconds(value: timedelta | float) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if not _is_number(value):
+        raise DefinitionError(
+            f"Timer(after={value!r}) needs seconds (a number) or a timedelta, e.g. timedelta(minutes=10)"
+        )
+    return float(value)
 
 
 def _timestamp(value: datetime | float) -> float:
@@ -32,6 +43,11 @@ def _timestamp(value: datetime | float) -> float:
         if value.tzinfo is None:
             raise DefinitionError(f"Timer(at={value!r}) needs a timezone-aware datetime")
         return value.timestamp()
+    if not _is_number(value):
+        raise DefinitionError(
+            f"Timer(at={value!r}) needs a timezone-aware datetime or a Unix timestamp; "
+            "for a day, write datetime(2030, 1, 1, tzinfo=UTC)"
+        )
     return float(value)
 
 
@@ -42,7 +58,9 @@ class Timer(Handler):
     Unix timestamp (an absolute deadline, e.g. from the workflow's data).
 
     Raises:
-        DefinitionError: neither or both of ``after`` and ``at`` are given.
+        DefinitionError: neither or both of ``after`` and ``at`` are given,
+            ``after`` is no number or ``timedelta``, or ``at`` is no aware
+            ``datetime`` or number.
     """
 
     type = TIMER_TYPE
@@ -67,8 +85,8 @@ def Sleep(name: str, duration_or_until: timedelta | float | datetime) -> Wait:
 
     It is a ``Wait`` named ``name`` with one timer event, ``"<name> elapsed"``.
     """
-    if isinstance(duration_or_until, datetime):
-        timer = Timer(at=duration_or_until)
+    if isinstance(duration_or_until, (datetime, date)):
+        timer = Timer(at=duration_or_until)  # a date that is no datetime is refused there
     else:
         timer = Timer(after=duration_or_until)
     return Wait(name, On(f"{name} elapsed", timer))

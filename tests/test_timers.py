@@ -7,12 +7,16 @@ side (run_worker, several workers, crashes) is in ``test_worker.py``.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import procflow as pf
@@ -343,6 +347,28 @@ def test_timer_and_sleep_refuse_a_naive_datetime() -> None:
         Sleep("nap", datetime(2030, 1, 1))
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Timer(at=date(2030, 1, 1)),  # type: ignore[arg-type]
+        lambda: Sleep("launch", date(2030, 1, 1)),
+        lambda: Timer(at="2030-01-01"),  # type: ignore[arg-type]
+    ],
+    ids=["timer-at-a-date", "sleep-until-a-date", "timer-at-text"],
+)
+def test_a_timer_at_what_is_no_datetime_or_timestamp_is_a_definition_error(
+    make: Callable[[], object],
+) -> None:
+    with pytest.raises(pf.DefinitionError, match="timezone-aware datetime or a Unix timestamp"):
+        make()
+
+
+@pytest.mark.parametrize("after", ["10 minutes", math.nan, True], ids=["text", "nan", "bool"])
+def test_a_timer_after_what_is_no_duration_is_a_definition_error(after: Any) -> None:
+    with pytest.raises(pf.DefinitionError, match="needs seconds"):
+        Timer(after=after)
+
+
 def test_a_timer_due_time_comes_from_the_current_clock() -> None:
     clock = TestClock(start=1000)
     req = pf.CallbackRequest(name="t")
@@ -362,6 +388,34 @@ def test_the_test_clock_only_moves_forward() -> None:
         clock.advance(-1)
     with pytest.raises(ValueError):
         clock.set(199)
+
+
+def test_the_test_clock_advances_by_a_timedelta() -> None:
+    clock = TestClock(start=100)
+    clock.advance(timedelta(minutes=30))
+    assert clock.now() == 1900
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, "10"])
+def test_the_test_clock_refuses_to_advance_by_what_is_no_finite_number(seconds: Any) -> None:
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        TestClock().advance(seconds)
+
+
+async def test_a_test_clock_sleep_of_zero_lets_other_tasks_run() -> None:
+    clock, ran = TestClock(), []
+
+    async def other() -> None:
+        while True:
+            ran.append(1)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        for _ in range(10):
+            await clock.sleep(0)
+        tg.cancel_scope.cancel()
+    assert len(ran) >= 5
 
 
 # -- lazy delivery: no worker ------------------------------------------------------------------

@@ -76,6 +76,7 @@ from .state import (
 )
 from .state_codec import decode_state
 from .statements import Go, On, Step, Stmt, Wait, WaitFor, at, index
+from .stores._keys import check_key
 from .stores.base import HistoryEntry, InstanceRecord, Store
 from .timers import due_at as timer_due_at
 from .turns import Turns
@@ -306,6 +307,8 @@ class Engine:
                 ``id`` or ``correlation_id`` is not a str.
             UnknownWorkflowError: the workflow's class is not registered.
             DuplicateInstanceError: the id or correlation id is taken.
+            StoreError: the id or correlation id holds a NUL character or a
+                lone surrogate, which not every store can keep; nothing ran.
             DefinitionError: the definition is invalid.
         """
         if isinstance(workflow, type):
@@ -316,6 +319,7 @@ class Engine:
         for what, key in (("id", id), ("correlation_id", correlation_id)):
             if key is not None and not isinstance(key, str):
                 raise TypeError(f"start: {what} must be a str, got {type(key).__name__} {key!r}")
+            check_key(key, what)  # before any step runs, not at the first commit after it
         wtype = self._type_of(type(workflow))
         state = State.new(id or new_id(), wtype.name)
         wtype.attach(workflow, state)

@@ -291,6 +291,17 @@ async def test_start_refuses_an_id_or_correlation_id_that_is_not_a_str(engine: E
         await engine.start(Order(), **{key: 42})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("key", ["id", "correlation_id"])
+@pytest.mark.parametrize("value", ["o\x00-1", "o-\udcff"], ids=["nul", "lone-surrogate"])
+async def test_start_refuses_a_key_no_store_can_keep_before_any_step_runs(
+    engine: Engine, key: str, value: str
+) -> None:
+    order = Order()
+    with pytest.raises(pf.StoreError, match="cannot be stored"):
+        await engine.start(order, **{key: value})
+    assert order.steps == []
+
+
 async def test_list_summaries_say_where_each_instance_is_parked(engine: Engine) -> None:
     await engine.start(Order(), id="o-1")
     [summary] = [s async for s in engine.list(workflow="Order")]

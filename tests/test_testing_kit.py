@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 import procflow as pf
+from procflow.clock import current_clock
 from procflow.testing import (
     HarnessError,
     WorkflowHarness,
@@ -126,6 +127,37 @@ class Forked:
         )
 
 
+# When each setup of Hooked's webhook was tried (clock time); the first try fails.
+SETUP_TRIES: list[float] = []
+
+
+class FlakyWebhook(pf.Handler):
+    type = "flaky-webhook"
+
+    def setup(self, req: pf.CallbackRequest) -> str:
+        SETUP_TRIES.append(current_clock().now())
+        if len(SETUP_TRIES) == 1:
+            raise ConnectionError("the webhook registry is down")
+        return "registered"
+
+    def handle(self, req: pf.CallbackRequest, payload: object) -> None:
+        return None
+
+
+@dataclass
+class Hooked:
+    """Waits for a webhook (whose first setup fails) or an hour."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(
+            pf.Wait(
+                "w",
+                pf.On("hook", FlakyWebhook()),
+                pf.On("expired", pf.Timer(after=3600)),
+            )
+        )
+
+
 # -- the harness --------------------------------------------------------------------------
 
 
@@ -198,6 +230,15 @@ async def test_advance_runs_a_retry_when_its_backoff_is_over() -> None:
         await h.advance(minutes=5)
         assert_finished(await h.get("f-1"))
         assert FAILURES == ["call"] * 3
+
+
+async def test_advance_tries_a_failed_setup_again_when_a_worker_would_not_at_a_later_timer() -> None:
+    SETUP_TRIES.clear()
+    async with harness(Hooked) as h:
+        start = h.clock.now()
+        await h.start(Hooked(), id="h-1")  # its webhook's setup fails: a worker tries it again soon
+        await h.advance(minutes=1)
+        assert [t - start for t in SETUP_TRIES] == [0, h.engine.setup_retry_delay]
 
 
 async def test_advance_backwards_is_refused() -> None:

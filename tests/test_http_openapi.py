@@ -48,6 +48,29 @@ def test_each_event_of_each_workflow_has_its_own_operation() -> None:
     ]
 
 
+@dataclass
+class Ticket:
+    """Two events whose names differ only in characters an operationId cannot hold."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("w", pf.OnEvent("close now", lambda: "a"), pf.OnEvent("close_now", lambda: "b")))
+
+
+@dataclass
+class instances:  # a workflow named like a fixed operation's suffix
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("w", pf.OnEvent("go", lambda: None)))
+
+
+def test_every_operation_id_is_unique_even_for_names_that_only_differ_in_punctuation() -> None:
+    doc = document(Ticket, instances)
+    validate(doc)
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    expected = {"send_Ticket_close_now", "send_Ticket_close_now_2", "list_instances", "list_instances_2"}
+    assert expected <= set(ids)
+
+
 def test_an_events_operation_takes_its_payload_schema_and_answers_its_reply_schema() -> None:
     doc = document(Order)
     op = doc["paths"]["/workflows/Order/instances/{key}/events/approve"]["post"]

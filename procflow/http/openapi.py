@@ -54,13 +54,26 @@ _ERRORS: dict[str, str] = {
 }
 
 
-def _op_id(*parts: str) -> str:
-    return "_".join(_COMPONENT_NAME.sub("_", p) for p in parts)
+# The operationIds of the paths that are not a workflow's; a workflow's never take them.
+_LIST_WORKFLOWS, _LIST_INSTANCES = "list_workflows", "list_instances"
+_DESCRIBE_CALLBACK, _DELIVER_CALLBACK = "describe_callback", "deliver_callback"
 
 
 class _Builder:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
+        self.operation_ids = {_LIST_WORKFLOWS, _LIST_INSTANCES, _DESCRIBE_CALLBACK, _DELIVER_CALLBACK}
+
+    def op_id(self, *parts: str) -> str:
+        """A unique operationId of ``parts``: names that differ only in characters an
+        id cannot hold ("close now", "close_now") get ``_2``, ``_3``, ... in order."""
+        base = "_".join(_COMPONENT_NAME.sub("_", p) for p in parts)
+        op_id, n = base, 1
+        while op_id in self.operation_ids:
+            n += 1
+            op_id = f"{base}_{n}"
+        self.operation_ids.add(op_id)
+        return op_id
 
     def models(self, *models: type[BaseModel]) -> None:
         self.components.update(copy.deepcopy(_model_schemas(models)))
@@ -189,7 +202,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
     paths: dict[str, Any] = {
         base: {
             "post": {
-                "operationId": _op_id("start", w.name),
+                "operationId": b.op_id("start", w.name),
                 "summary": f"Start a {w.name}",
                 "tags": tags,
                 "parameters": [
@@ -215,7 +228,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
                 ),
             },
             "get": {
-                "operationId": _op_id("list", w.name),
+                "operationId": b.op_id("list", w.name),
                 "summary": f"List {w.name} instances",
                 "tags": tags,
                 "parameters": _PAGING,
@@ -224,7 +237,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
         },
         base + "/{key}": {
             "get": {
-                "operationId": _op_id("get", w.name),
+                "operationId": b.op_id("get", w.name),
                 "summary": f"Get a {w.name}: status, where it is parked, which events it accepts",
                 "tags": tags,
                 "parameters": [_KEY],
@@ -233,7 +246,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
         },
         base + "/{key}/cancel": {
             "post": {
-                "operationId": _op_id("cancel", w.name),
+                "operationId": b.op_id("cancel", w.name),
                 "summary": f"Cancel a {w.name}",
                 "tags": tags,
                 "parameters": [_KEY],
@@ -245,7 +258,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
         },
         base + "/{key}/history": {
             "get": {
-                "operationId": _op_id("history", w.name),
+                "operationId": b.op_id("history", w.name),
                 "summary": f"The history of a {w.name}, oldest first",
                 "tags": tags,
                 "parameters": [_KEY],
@@ -258,7 +271,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
     for name, on in w.events.items():
         payload, reply = event_schemas(on.handler)
         operation: dict[str, Any] = {
-            "operationId": _op_id("send", w.name, name),
+            "operationId": b.op_id("send", w.name, name),
             "summary": f"Deliver {name!r} to a {w.name}",
             "description": f"handler: {on.handler.type}; the response is the handler's reply",
             "tags": tags,
@@ -308,7 +321,7 @@ def _management_paths() -> dict[str, Any]:
     return {
         "/workflows": {
             "get": {
-                "operationId": "list_workflows",
+                "operationId": _LIST_WORKFLOWS,
                 "summary": "The registered workflows and their events",
                 "tags": ["workflows"],
                 "responses": _responses(
@@ -318,7 +331,7 @@ def _management_paths() -> dict[str, Any]:
         },
         "/instances": {
             "get": {
-                "operationId": "list_instances",
+                "operationId": _LIST_INSTANCES,
                 "summary": "List instances of every workflow",
                 "tags": ["instances"],
                 "parameters": [_query("workflow", "only this workflow", {"type": "string"}), *_PAGING],
@@ -332,14 +345,14 @@ def _callback_paths() -> dict[str, Any]:
     return {
         "/callbacks/{token}": {
             "get": {
-                "operationId": "describe_callback",
+                "operationId": _DESCRIBE_CALLBACK,
                 "summary": "What a signed callback URL delivers (delivers nothing)",
                 "tags": ["callbacks"],
                 "parameters": [_TOKEN],
                 "responses": _responses("200", "The callback", _ref("CallbackView"), "403", "404", "410"),
             },
             "post": {
-                "operationId": "deliver_callback",
+                "operationId": _DELIVER_CALLBACK,
                 "summary": "Deliver the one event a signed callback URL names",
                 "tags": ["callbacks"],
                 "parameters": [_TOKEN, _IDEMPOTENCY_KEY],

@@ -81,6 +81,13 @@ async def test_start_with_a_slash_in_the_id_is_400(env: Env) -> None:
     assert_problem(r, 400, "BadRequest")
 
 
+@pytest.mark.parametrize("id", [".", ".."])
+async def test_start_with_an_id_a_url_would_resolve_away_is_400_and_stores_nothing(env: Env, id: str) -> None:
+    r = await env.client.post(f"/workflows/Order/instances?id={id}", json={"item": "lamp"})
+    assert_problem(r, 400, "BadRequest")
+    assert [s async for s in env.engine.list()] == []
+
+
 async def test_a_body_that_is_not_json_is_400(env: Env) -> None:
     r = await env.client.post(
         "/workflows/Order/instances", content=b"{item:", headers={"content-type": "application/json"}

@@ -47,12 +47,16 @@ def statuses_param(request: Request) -> list[str] | None:
 
 
 def key_param(request: Request, name: str) -> str | None:
-    """An optional id-like query parameter: non-empty, without ``/`` (it must fit in a path).
+    """An optional id-like query parameter that fits in a path segment: non-empty,
+    without ``/``, and not ``.`` or ``..`` (which clients resolve away in a URL).
 
     Raises:
-        BadRequest: it is empty or holds a ``/``.
+        BadRequest: it is empty, holds a ``/``, or is ``.`` or ``..``.
     """
     value = request.query_params.get(name)
-    if value is not None and (not value or "/" in value):
-        raise BadRequest(f"query parameter {name!r} must be non-empty and without '/', got {value!r}")
+    if value is not None and (not value or "/" in value or value in (".", "..")):
+        raise BadRequest(
+            f"query parameter {name!r} must be non-empty, without '/' and not '.' or '..' "
+            f"(it becomes part of the instance's URL), got {value!r}"
+        )
     return value

@@ -71,6 +71,12 @@ def test_every_operation_id_is_unique_even_for_names_that_only_differ_in_punctua
     assert expected <= set(ids)
 
 
+def test_a_starts_body_is_required_when_the_workflows_data_has_a_field_without_default() -> None:
+    doc = document(Order, instances)
+    assert doc["paths"]["/workflows/Order/instances"]["post"]["requestBody"]["required"] is True
+    assert doc["paths"]["/workflows/instances/instances"]["post"]["requestBody"]["required"] is False
+
+
 def test_an_events_operation_takes_its_payload_schema_and_answers_its_reply_schema() -> None:
     doc = document(Order)
     op = doc["paths"]["/workflows/Order/instances/{key}/events/approve"]["post"]

@@ -34,6 +34,14 @@ class WorkflowEntry:
             _data_schemas[key] = _data_schema(*key)
         return copy.deepcopy(_data_schemas[key])
 
+    def starts_without_data(self) -> bool:
+        """Whether a start without a body (its data ``{}``) validates: every field has a default."""
+        try:
+            self.new_workflow({})
+        except RequestValidationError:
+            return False
+        return True
+
     def new_workflow(self, data: Any) -> Any:
         """A workflow object from start data (a JSON object); ``State`` fields are ignored.
 

@@ -210,7 +210,7 @@ def _workflow_paths(b: _Builder, w: WorkflowEntry) -> dict[str, Any]:
                     _query("correlation_id", "a second, unique key for the instance", {"type": "string"}),
                 ],
                 "requestBody": {
-                    "required": False,
+                    "required": not w.starts_without_data(),
                     "description": "the workflow's data",
                     "content": _json(b.hoist(w.data_schema(), f"{w.name}.")),
                 },

@@ -5,7 +5,9 @@ Every error is RFC 9457 problem details named after the procflow error.
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -555,3 +557,26 @@ async def test_a_405_allows_every_method_its_path_takes(env: Env, path: str) -> 
     r = await env.client.put(path)
     assert_problem(r, 405, "MethodNotAllowed")
     assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+
+
+@dataclass
+class Ticket:
+    """A workflow with an event whose name holds a '/'."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("w", pf.OnEvent("status/closed", lambda: None)))
+
+
+def test_create_app_refuses_an_event_name_no_url_path_can_hold() -> None:
+    engine = pf.Engine(pf.MemoryStore(), [Ticket])
+    with pytest.raises(
+        pf.DefinitionError, match=r"event 'status/closed' of workflow 'Ticket'.*rename the event"
+    ):
+        create_app(engine)
+
+
+@pytest.mark.parametrize("name", ["orders/eu", ".."])
+def test_create_app_refuses_a_workflow_name_no_url_path_can_hold(name: str) -> None:
+    engine = pf.Engine(pf.MemoryStore(), {name: Ticket})
+    with pytest.raises(pf.DefinitionError, match=f"workflow '{re.escape(name)}'.*under another name"):
+        create_app(engine)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from ..engine import Engine
+from ..errors import DefinitionError
 from ..statements import On
 from ..workflow_type import WorkflowType
 from .errors import RequestValidationError
@@ -81,6 +82,20 @@ def _data_schema(cls: type[Any], state_fields: tuple[str, ...]) -> dict[str, Any
     return prune_defs(schema)
 
 
+def _check_segment(what: str, name: str, fix: str) -> None:
+    """Refuse a name the app cannot put in a URL path: routers match the decoded path,
+    where a ``/`` (even as ``%2F``) splits it, and clients resolve ``.`` and ``..`` away.
+
+    Raises:
+        DefinitionError: ``name`` holds a ``/`` or is ``.`` or ``..``.
+    """
+    if "/" in name or name in (".", ".."):
+        raise DefinitionError(
+            f"{what} cannot be served over HTTP: its name is part of a URL path, which a '/' would "
+            f"split and '.' or '..' would resolve away; {fix}"
+        )
+
+
 class Catalog:
     """Every workflow registered with an engine, read once when the app is made.
 
@@ -89,7 +104,8 @@ class Catalog:
 
     Raises:
         WorkflowSampleError: a workflow's events cannot be read.
-        DefinitionError: a workflow class cannot be stored.
+        DefinitionError: a workflow class cannot be stored, or a workflow or
+            event name cannot be a segment of a URL path.
     """
 
     def __init__(self, engine: Engine, samples: Mapping[str, Any] | None = None) -> None:
@@ -98,6 +114,11 @@ class Catalog:
             name: WorkflowEntry(name, WorkflowType(cls, name), sample_events(name, cls, samples.get(name)))
             for name, cls in engine.workflows.items()
         }
+        for entry in self.entries.values():
+            fix = "register it under another name: workflows={'name': cls}"
+            _check_segment(f"workflow {entry.name!r}", entry.name, fix)
+            for event in entry.events:
+                _check_segment(f"event {event!r} of workflow {entry.name!r}", event, "rename the event")
 
     def get(self, name: str) -> WorkflowEntry | None:
         """The workflow registered under ``name``, if any."""

@@ -45,3 +45,12 @@ def seed(cwd: Path, module: str, url: str, *args: object) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def seeded_app(tmp_path: Path, module: str, source: str) -> str:
+    """Write app module ``module`` (``source``) in ``tmp_path`` and let its ``seed`` fill
+    ``<module>.db`` there; return that store's URL."""
+    (tmp_path / f"{module}.py").write_text(source)
+    url = f"sqlite:///{tmp_path / f'{module}.db'}"
+    seed(tmp_path, module, url)
+    return url

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import ok, procflow, seed
+from cli_helpers import ok, procflow, seed, seeded_app
 
 import procflow as pf
 
@@ -154,9 +154,7 @@ async def seed(url: str) -> None:
 
 
 def test_send_prints_a_model_reply_as_json_as_a_repeat_with_its_key_does(tmp_path: Path) -> None:
-    (tmp_path / "claims.py").write_text(REPLYING)
-    url = f"sqlite:///{tmp_path / 'claims.db'}"
-    seed(tmp_path, "claims", url)
+    url = seeded_app(tmp_path, "claims", REPLYING)
     send = ("--db", url, "--app", "claims:engine", "send", "c-1", "approve", "--idempotency-key", "k-1")
     first, repeat = ok(tmp_path, *send).splitlines()[0], ok(tmp_path, *send).splitlines()[0]
     assert first == '{"approved": true, "by": "ann", "on": "2030-01-02"}'
@@ -258,9 +256,7 @@ async def seed(url: str) -> None:
 
 
 def test_list_shows_the_error_of_a_parked_row_whose_data_no_longer_loads(tmp_path: Path) -> None:
-    (tmp_path / "orders.py").write_text(ORDERS)
-    url = f"sqlite:///{tmp_path / 'orders.db'}"
-    seed(tmp_path, "orders", url)
+    url = seeded_app(tmp_path, "orders", ORDERS)
     (tmp_path / "orders.py").write_text(ORDERS.replace('amount: str = "ten"', "amount: int = 10"))
 
     (row,) = ok(tmp_path, "--db", url, "--app", "orders:engine", "list").splitlines()[2:]
@@ -604,9 +600,7 @@ async def seed(url: str) -> None:
 @pytest.fixture
 def failed(tmp_path: Path) -> str:
     """A store whose instance c-1 is FAILED: its step raised and has no retry policy."""
-    (tmp_path / "failing.py").write_text(FAILING)
-    url = f"sqlite:///{tmp_path / 'failing.db'}"
-    seed(tmp_path, "failing", url)
+    url = seeded_app(tmp_path, "failing", FAILING)
     return url
 
 
@@ -695,9 +689,7 @@ async def seed(url: str) -> None:
 
 
 def test_show_of_an_instance_its_definition_failed_says_why_and_what_to_do(tmp_path: Path) -> None:
-    (tmp_path / "looping.py").write_text(LOOPING)
-    url = f"sqlite:///{tmp_path / 'looping.db'}"
-    seed(tmp_path, "looping", url)
+    url = seeded_app(tmp_path, "looping", LOOPING)
     out = procflow(tmp_path, "--db", url, "--app", "looping:engine", "show", "p-1").stdout
     assert "retries         the run failed: DefinitionError: " in out
     assert "For 'poll'" in out and "(fix the definition, then retry)" in out
@@ -732,9 +724,7 @@ async def seed(url: str) -> None:
 
 
 def test_show_of_an_instance_whose_cancel_was_cut_short_says_how_to_finish_it(tmp_path: Path) -> None:
-    (tmp_path / "trips.py").write_text(CANCEL_FAILING)
-    url = f"sqlite:///{tmp_path / 'trips.db'}"
-    seed(tmp_path, "trips", url)
+    url = seeded_app(tmp_path, "trips", CANCEL_FAILING)
     out = ok(tmp_path, "--db", url, "--app", "trips:engine", "show", "t-1")
     assert "FAILED" in out.splitlines()[0]
     assert "reason          plans changed (cancel cut short: cancel or retry finishes it)" in out

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_helpers import ok, procflow, seed
+from cli_helpers import ok, procflow, seed, seeded_app
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
@@ -169,9 +169,7 @@ async def seed(url: str) -> None:
 @pytest.fixture
 def switched(tmp_path: Path) -> tuple[str, ...]:
     """``--db``/``--app`` of a store whose instance s-1 has data its definition() raises KeyError on."""
-    (tmp_path / "shipments.py").write_text(SWITCHED)
-    url = f"sqlite:///{tmp_path / 'shipments.db'}"
-    seed(tmp_path, "shipments", url)
+    url = seeded_app(tmp_path, "shipments", SWITCHED)
     return ("--db", url, "--app", "shipments:engine")
 
 
@@ -221,9 +219,7 @@ async def seed(url: str) -> None:
 @pytest.fixture
 def jobs(tmp_path: Path) -> tuple[str, ...]:
     """``--db``/``--app`` of a store whose job j-1 is parked at 'review'."""
-    (tmp_path / "jobs.py").write_text(JOBS)
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    seed(tmp_path, "jobs", url)
+    url = seeded_app(tmp_path, "jobs", JOBS)
     return ("--db", url, "--app", "jobs:engine")
 
 

@@ -279,13 +279,18 @@ async def test_when_attempts_run_out_the_instance_fails_saying_which_step_and_wh
     assert [s.id async for s in engine.list(status="FAILED")] == ["p"]
 
 
-async def test_a_failed_instance_is_left_alone_by_workers_and_resume(
-    engine: Engine, clock: TestClock
-) -> None:
-    await engine.start(Payment(id="p", fails=10), id="p")
+async def _fail_three_times(engine: Engine, clock: TestClock, fails: int) -> None:
+    """Start a Payment "p" whose charge fails ``fails`` times, and let a worker try it three times."""
+    await engine.start(Payment(id="p", fails=fails), id="p")
     for _ in range(2):
         clock.advance(100)
         await engine.work_once()
+
+
+async def test_a_failed_instance_is_left_alone_by_workers_and_resume(
+    engine: Engine, clock: TestClock
+) -> None:
+    await _fail_three_times(engine, clock, fails=10)
     assert TRIES["p"] == 3
     clock.advance(365 * 86400)
     assert await engine.work_once() == 0
@@ -330,10 +335,7 @@ async def test_a_failure_whose_message_holds_a_lone_surrogate_is_stored_with_it_
 
 
 async def test_retry_by_hand_runs_the_failed_step_again_now(engine: Engine, clock: TestClock) -> None:
-    await engine.start(Payment(id="p", fails=3), id="p")
-    for _ in range(2):
-        clock.advance(100)
-        await engine.work_once()
+    await _fail_three_times(engine, clock, fails=3)
     assert (await engine.get("p")).status == pf.WorkflowStatus.FAILED
     inst = await engine.retry("p")  # the 4th call succeeds
     assert TRIES["p"] == 4
@@ -348,10 +350,7 @@ async def test_retry_by_hand_runs_the_failed_step_again_now(engine: Engine, cloc
 async def test_a_retry_by_hand_that_fails_again_starts_the_policy_over(
     engine: Engine, clock: TestClock
 ) -> None:
-    await engine.start(Payment(id="p", fails=4), id="p")
-    for _ in range(2):
-        clock.advance(100)
-        await engine.work_once()
+    await _fail_three_times(engine, clock, fails=4)
     inst = await engine.retry("p")  # the 4th call fails: attempt 1 of a new round
     assert TRIES["p"] == 4
     assert inst.status == pf.WorkflowStatus.RESUMING
@@ -372,10 +371,7 @@ async def test_goto_on_a_failed_instance_clears_its_failure_and_runs_on(engine: 
 async def test_goto_back_before_a_failed_step_starts_its_retry_policy_over(
     engine: Engine, clock: TestClock
 ) -> None:
-    await engine.start(Payment(id="p", fails=4), id="p")
-    for _ in range(2):
-        clock.advance(100)
-        await engine.work_once()
+    await _fail_three_times(engine, clock, fails=4)
     assert (await engine.get("p")).status == pf.WorkflowStatus.FAILED
     inst = await engine.goto("p", thread=pf.MAIN_THREAD, step="reserve", who="ops", why="service fixed")
     assert TRIES["p"] == 4  # the 4th call fails: attempt 1 of a new round, not the 4th of 3

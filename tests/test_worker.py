@@ -315,14 +315,19 @@ async def test_a_claim_whose_worker_died_is_worked_on_once_its_lease_runs_out(
     assert (await engine.get("r")).status == pf.WorkflowStatus.FINISHED
 
 
+async def _start_and_die_in_step_b(engine: Engine, workflow: Hangs) -> None:
+    """Start ``workflow`` as "h" in a process that "dies" while its step b runs."""
+    GATES["hang"] = anyio.Event()
+    with anyio.move_on_after(0.2):
+        await engine.start(workflow, id="h")
+    del GATES["hang"]
+
+
 async def test_a_run_abandoned_in_the_middle_of_a_step_is_resumed_by_a_worker_after_stale_after(
     stores: Callable[[], Store], clock: TestClock
 ) -> None:
     async with Engine(stores(), workflows=WORKFLOWS, clock=clock, stale_after=120) as engine:
-        GATES["hang"] = anyio.Event()
-        with anyio.move_on_after(0.2):  # the process "dies" while step b runs
-            await engine.start(Hangs(), id="h")
-        del GATES["hang"]
+        await _start_and_die_in_step_b(engine, Hangs())
         inst = await engine.get("h")
         assert inst.status == pf.WorkflowStatus.RESUMING
         assert inst.data.log == ["a"]
@@ -340,10 +345,7 @@ async def test_a_run_abandoned_beside_a_thread_waiting_for_its_retry_is_resumed_
     stores: Callable[[], Store], clock: TestClock
 ) -> None:
     async with Engine(stores(), workflows=WORKFLOWS, clock=clock, stale_after=120) as engine:
-        GATES["hang"] = anyio.Event()
-        with anyio.move_on_after(0.2):  # the process "dies" while step b runs
-            await engine.start(HangsBesideARetry(), id="h")
-        del GATES["hang"]
+        await _start_and_die_in_step_b(engine, HangsBesideARetry())
         assert (await engine.get("h")).meta.retries == {"flaky": clock.now() + 3600}
         clock.advance(119)
         assert await engine.work_once() == 0  # it may still be running somewhere
@@ -358,10 +360,7 @@ async def test_recover_resumes_abandoned_runs_without_waiting_for_stale_after(
     stores: Callable[[], Store], clock: TestClock
 ) -> None:
     async with Engine(stores(), workflows=WORKFLOWS, clock=clock) as engine:
-        GATES["hang"] = anyio.Event()
-        with anyio.move_on_after(0.2):
-            await engine.start(Hangs(), id="h")
-        del GATES["hang"]
+        await _start_and_die_in_step_b(engine, Hangs())
         assert await engine.recover() == ["h"]
         assert (await engine.get("h")).status == pf.WorkflowStatus.FINISHED
 

@@ -902,12 +902,11 @@ class Engine:
                     logger.warning("instance %r: cancel cut short again: %s", session.id, e)
             return session
         for _ in range(_TIMERS_PER_CATCH_UP):
-            due = self._next_due_timer(session)
-            if due is None:
+            req = self._next_due_timer(session)
+            if req is None:
                 break
-            req, name = due
             await handle_callback(req, session.workflow, session.state, None, hooks=session)
-            session.transition("timer", name, req.thread_id)
+            session.transition("timer", req.name, req.thread_id)
             await session.commit()
             session = await self._run(session)
             if session.meta.failure is not None:
@@ -924,7 +923,7 @@ class Engine:
             session = await self._run(session)
         return session
 
-    def _next_due_timer(self, session: Session) -> tuple[CallbackRequest, str] | None:
+    def _next_due_timer(self, session: Session) -> CallbackRequest | None:
         """The overdue timer that came due first (of two due at once, the first in thread
         order), as a worker that never fell behind would have delivered it."""
         now = self.clock.now()
@@ -936,7 +935,7 @@ class Engine:
                 due = timer_due_at(e)
                 if due is not None and due <= now and (first is None or due < first[0]):
                     first = due, CallbackRequest(name=e.req.name, thread_id=t.id, pc=e.req.pc)
-        return None if first is None else (first[1], first[1].name)
+        return None if first is None else first[1]
 
     async def _run(self, session: Session) -> Session:
         """Resume until parked, deliver what the inbox holds for new Waits, commit.

@@ -34,11 +34,36 @@ class Failure(BaseModel):
     at: float
 
 
+def _retries_per_thread(data: dict[str, Any]) -> dict[str, Any]:
+    # Stored before per-thread retries: one "retry_at" for one "retry_thread".
+    if "retry_at" in data:
+        data = dict(data)
+        retry_at, thread = data.pop("retry_at"), data.pop("retry_thread", "")
+        if retry_at is not None:
+            data.setdefault("retries", {thread: retry_at})
+    return data
+
+
+def _attempts_per_thread(data: dict[str, Any]) -> dict[str, Any]:
+    # Stored before per-thread attempts: step name -> failures, shared by every thread
+    # that ran the step. Each thread still waiting on a failure keeps the counts it saw.
+    old = data.get("attempts")
+    if not isinstance(old, dict) or not any(isinstance(n, int) for n in old.values()):
+        return data
+    waiting = list(data.get("retries") or {})
+    failure = data.get("failure")
+    if isinstance(failure, dict) and failure.get("thread") not in (None, *waiting):
+        waiting.append(failure["thread"])
+    return {**data, "attempts": {thread: dict(old) for thread in waiting}}
+
+
 class Bookkeeping(BaseModel):
     """Everything the engine keeps about an instance besides data and state."""
 
     inbox: list[Buffered] = Field(default_factory=list)
-    attempts: dict[str, int] = Field(default_factory=dict)
+    # Thread id -> step name -> how often that step failed in that thread since it last
+    # went through: threads running one step (of one Go, say) each have their own count.
+    attempts: dict[str, dict[str, int]] = Field(default_factory=dict)
     # Thread id -> when the step that failed in it may run again: each thread
     # that waits for a backoff is held until its own time.
     retries: dict[str, float] = Field(default_factory=dict)
@@ -51,14 +76,17 @@ class Bookkeeping(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _one_retry_of_old(cls, data: Any) -> Any:
-        # Stored before per-thread retries: one "retry_at" for one "retry_thread".
-        if isinstance(data, dict) and "retry_at" in data:
-            data = dict(data)
-            retry_at, thread = data.pop("retry_at"), data.pop("retry_thread", "")
-            if retry_at is not None:
-                data.setdefault("retries", {thread: retry_at})
+    def _of_old(cls, data: Any) -> Any:
+        """Read what earlier versions stored, oldest change first."""
+        if isinstance(data, dict):
+            data = _attempts_per_thread(_retries_per_thread(data))
         return data
+
+    def count_failure(self, thread: str, step: str) -> int:
+        """Count one more failure of ``step`` in ``thread``; return the count."""
+        failed = self.attempts.setdefault(thread, {})
+        failed[step] = failed.get(step, 0) + 1
+        return failed[step]
 
     @staticmethod
     def parking_key(thread: str, event: str, pc: int) -> str:

@@ -464,7 +464,7 @@ class Engine:
                     await self._cancel(session, session.state.reason, session.meta.compensating)
                     return session.instance()
                 session.meta.failure = None
-                session.meta.attempts.pop(failure.step, None)
+                session.meta.attempts.pop(failure.thread, None)
                 session.meta.retries.pop(failure.thread, None)
                 session.transition("retried", failure.step, failure.thread, "by hand")
                 session = await self._run(session)
@@ -593,8 +593,8 @@ class Engine:
                 failure = session.meta.failure
                 if failure is not None and failure.thread in ("", thread):  # another thread's stays
                     session.meta.failure = None
-                    # A repair starts the failed step's retry policy over, as ``retry`` does.
-                    session.meta.attempts.pop(failure.step, None)
+                # A repair starts the moved thread's retry policy over, as ``retry`` does.
+                session.meta.attempts.pop(thread, None)
                 session.meta.retries.pop(thread, None)
                 session.transition("goto", step, thread, f"from {was or 'the start'} by {who}: {why}")
                 State.model_validate(state.model_dump())  # the result must be a valid State
@@ -1060,8 +1060,7 @@ class Engine:
     def _step_failed(self, session: Session, error: StepError) -> None:
         """Count the failure; schedule the retry, or fail the instance."""
         name, cause = error.step, error.__cause__
-        attempts = session.meta.attempts.get(name, 0) + 1
-        session.meta.attempts[name] = attempts
+        attempts = session.meta.count_failure(error.thread_id, name)
         step = self._statement(session, name)
         policy = step.retry if isinstance(step, Step) and step.retry is not None else _NO_RETRY
         now = self.clock.now()

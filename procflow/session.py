@@ -129,9 +129,9 @@ class Session(RunHooks):
         # stored, a conflict) is undone, and so is what it would have told.
         self.observed.append(observed)
         self.history.append(HistoryEntry(at, kind, name, thread, detail))
-        if kind == "step" and name in self.meta.attempts:
-            # The step went through: its earlier failures no longer count.
-            del self.meta.attempts[name]
+        if kind == "step" and thread in self.meta.attempts:
+            # A step of the thread went through: the failures it waited on no longer count.
+            del self.meta.attempts[thread]
             self.meta.retries.pop(thread, None)
         self.dirty = True
 

@@ -354,7 +354,7 @@ async def test_a_retry_by_hand_that_fails_again_starts_the_policy_over(
     inst = await engine.retry("p")  # the 4th call fails: attempt 1 of a new round
     assert TRIES["p"] == 4
     assert inst.status == pf.WorkflowStatus.RESUMING
-    assert inst.meta.attempts == {"charge": 1}
+    assert inst.meta.attempts == {pf.MAIN_THREAD: {"charge": 1}}
     assert inst.meta.retry_at == pytest.approx(clock.now() + 10)
     clock.advance(10)
     assert await engine.work_once() == 1
@@ -376,7 +376,7 @@ async def test_goto_back_before_a_failed_step_starts_its_retry_policy_over(
     inst = await engine.goto("p", thread=pf.MAIN_THREAD, step="reserve", who="ops", why="service fixed")
     assert TRIES["p"] == 4  # the 4th call fails: attempt 1 of a new round, not the 4th of 3
     assert inst.status == pf.WorkflowStatus.RESUMING
-    assert inst.meta.attempts == {"charge": 1}
+    assert inst.meta.attempts == {pf.MAIN_THREAD: {"charge": 1}}
     clock.advance(10)
     assert await engine.work_once() == 1
     assert (await engine.get("p")).status == pf.WorkflowStatus.FINISHED
@@ -859,6 +859,72 @@ async def test_a_failed_step_whose_retry_is_due_at_once_is_left_to_the_worker(
 def test_a_retry_stored_before_retries_were_per_thread_is_read_as_its_threads() -> None:
     meta = Bookkeeping.load('{"retry_at": 42.0, "retry_thread": "side"}')
     assert (meta.retries, meta.retry_at) == ({"side": 42.0}, 42.0)
+
+
+def test_attempts_stored_before_they_were_per_thread_go_to_the_threads_waiting_on_a_failure() -> None:
+    meta = Bookkeeping.load(
+        '{"attempts": {"charge": 2}, "retries": {"a": 42.0},'
+        ' "failure": {"step": "charge", "thread": "b", "error": "down", "attempts": 2, "at": 1.0}}'
+    )
+    assert meta.attempts == {"a": {"charge": 2}, "b": {"charge": 2}}
+
+
+def test_attempts_stored_before_retries_and_attempts_were_per_thread_go_to_the_retried_thread() -> None:
+    meta = Bookkeeping.load('{"attempts": {"charge": 1}, "retry_at": 42.0, "retry_thread": "side"}')
+    assert meta.attempts == {"side": {"charge": 1}}
+
+
+@dataclass
+class Workers:
+    """Two threads of one Go run the same flaky step (2 attempts each); main waits for both."""
+
+    id: str = ""
+    started: int = 0
+    done: list[str] = field(default_factory=list)
+
+    def definition(self) -> pf.Section:
+        retry = Retry(max_attempts=2, backoff=Backoff(initial=10, jitter=0))
+        return pf.S(
+            pf.For(
+                "spawn",
+                self.started < 2,
+                pf.Step("next worker", self.next_worker),
+                pf.Go("worker", pf.Step("work", self.work, retry=retry), id=lambda: f"w{self.started}"),
+            ),
+            pf.WaitFor("both done", lambda: len(self.done) == 2),
+        )
+
+    def next_worker(self) -> None:
+        self.started += 1
+
+    def work(self) -> None:
+        TRIES[self.id] += 1
+        if TRIES[self.id] <= 2:  # the first try of each worker fails
+            raise ConnectionError("down")
+        self.done.append("work")
+
+
+async def test_threads_running_one_step_each_count_their_own_failed_attempts(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    async with Engine(SQLiteStore(tmp_path / "w.db"), workflows=[Workers], clock=clock) as engine:
+        inst = await engine.start(Workers(id="w"), id="w")
+        assert inst.meta.attempts == {"w1": {"work": 1}, "w2": {"work": 1}}
+        clock.advance(10)
+        await engine.work_once()
+        inst = await engine.get("w")
+        assert (inst.status, inst.failure, TRIES["w"]) == (pf.WorkflowStatus.FINISHED, None, 4)
+
+
+async def test_goto_of_a_thread_waiting_for_its_retry_starts_its_policy_over(
+    engine: Engine, clock: TestClock
+) -> None:
+    await engine.start(Payment(id="p", fails=3), id="p")  # attempt 1 of 3 failed
+    clock.advance(10)
+    await engine.work_once()  # attempt 2 failed: the next one is the last
+    inst = await engine.goto("p", thread=pf.MAIN_THREAD, step="reserve", who="ops", why="service fixed")
+    assert TRIES["p"] == 3  # the 3rd call fails: attempt 1 of a new round, not the last of 3
+    assert (inst.status, inst.meta.attempts) == (pf.WorkflowStatus.RESUMING, {pf.MAIN_THREAD: {"charge": 1}})
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -1307,6 +1308,69 @@ async def test_postgres_calls_succeed_at_once_after_the_server_dropped_every_poo
         with anyio.fail_after(3):  # not after a pause per dead connection
             for _ in range(8):
                 assert (await store.get("o-1")).id == "o-1"
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_logs_no_pool_warning_for_pooled_connections_the_server_dropped(
+    postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    name = f"procflow-quiet-{os.getpid()}"
+    async with PostgresStore(f"{postgres_database}&application_name={name}", min_size=4, max_size=4) as store:
+        await store.insert(record())
+        await _wait_for_backends(postgres_database, name, 4)
+        with psycopg.connect(postgres_database, autocommit=True) as admin:  # as a server restart would
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+        await _wait_for_backends(postgres_database, name, 0)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            for _ in range(8):
+                assert (await store.get("o-1")).id == "o-1"
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_still_logs_the_pool_warning_for_a_connection_that_died_in_use(
+    postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    name = f"procflow-in-use-{os.getpid()}"
+    async with PostgresStore(f"{postgres_database}&application_name={name}", max_size=1) as store:
+        await store.insert(record())
+        async with await psycopg.AsyncConnection.connect(postgres_database) as locker:
+            await locker.execute("LOCK TABLE procflow_instance IN ACCESS EXCLUSIVE MODE")  # get waits
+            async with anyio.create_task_group() as group:
+
+                async def get() -> None:
+                    with pytest.raises(StoreError, match="terminating connection"):
+                        await store.get("o-1")
+
+                group.start_soon(get)
+                await _terminate_the_backend_waiting_for_a_lock(postgres_database, name)
+    assert any(r.name == "psycopg.pool" and r.levelno == logging.WARNING for r in caplog.records)
+
+
+async def _terminate_the_backend_waiting_for_a_lock(dsn: str, application_name: str) -> None:
+    """Wait until a connection of that application name waits for a lock, then end it on the server."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        with anyio.fail_after(10):
+            while True:
+                cursor = await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    (application_name,),
+                )
+                if await cursor.fetchall():
+                    return
+                await anyio.sleep(0.02)
 
 
 async def _wait_for_backends(dsn: str, application_name: str, count: int) -> None:

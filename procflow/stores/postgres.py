@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
+import logging
 import select
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -172,6 +174,8 @@ class PostgresStore:
         _require_asyncio()
         import psycopg
         from psycopg_pool import AsyncConnectionPool
+
+        logging.getLogger("psycopg.pool").addFilter(_QUIET_HANDLED_DISCARD)  # a no-op once added
 
         pool: Pool = AsyncConnectionPool(
             self.dsn,
@@ -523,6 +527,8 @@ class PostgresStore:
         place). A dropped connection has something to read (the server's
         goodbye, or the end of the stream), so an idle socket with nothing to
         read is taken as is; only one with something waiting costs a round trip.
+        The pool's warning about each dead one handed back is dropped: it is
+        handled here, not a failure (see ``_QuietHandledDiscard``).
         """
         import psycopg
 
@@ -533,7 +539,11 @@ class PostgresStore:
                 if _has_input(connection.fileno()):
                     await pool.check_connection(connection)
             except psycopg.Error:
-                await pool.putconn(connection)  # broken: the pool replaces it
+                discarding = _DISCARDING.set(connection)
+                try:
+                    await pool.putconn(connection)  # broken: the pool replaces it
+                finally:
+                    _DISCARDING.reset(discarding)
                 if attempt == pool.max_size:
                     raise
                 continue
@@ -570,6 +580,32 @@ class PostgresStore:
         host = parts.get("host") or "localhost"
         port = parts.get("port") or "5432"
         return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+# The connection ``PostgresStore._connection`` found dead and is handing back to the pool.
+_DISCARDING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "procflow_discarding", default=None
+)
+
+
+class _QuietHandledDiscard(logging.Filter):
+    """Drops psycopg_pool's warnings about the connection the store found dead and is handing back.
+
+    After a server restart every pooled connection is dead; the store finds each one before use
+    and hands it back for the pool to replace (see ``PostgresStore._connection``), and the pool
+    warns "discarding closed connection" for each: noise about a case that is handled. Only
+    the records about that connection, logged while the store hands it back, are dropped; the
+    pool's other warnings (a connection that died in use, a failed connect) stay.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        discarding = _DISCARDING.get()
+        if discarding is None or record.levelno != logging.WARNING:
+            return True
+        return not (isinstance(record.args, tuple) and any(arg is discarding for arg in record.args))
+
+
+_QUIET_HANDLED_DISCARD = _QuietHandledDiscard()
 
 
 def _has_input(fd: int) -> bool:

@@ -645,6 +645,25 @@ async def test_list_orders_ids_by_code_point_in_every_store(store: Store) -> Non
 
 
 @pytest.mark.anyio
+@UNSTORABLE_KEYS
+@pytest.mark.parametrize("filter", ["workflow", "status", "statuses", "after"])
+async def test_list_by_a_filter_no_store_can_keep_raises_store_error_saying_why(
+    store: Store, key: str, filter: str
+) -> None:
+    await _fill(store)
+    what, value = {
+        "workflow": ("workflow", {"workflow": key}),
+        "status": ("status", {"status": key}),
+        "statuses": ("status", {"status": ["WAITING", key]}),
+        "after": ("after", {"after": key}),
+    }[filter]
+    with pytest.raises(
+        StoreError, match=rf"cannot list instances with {what} .*: it holds (a lone surrogate|a NUL)"
+    ):
+        await store.list(**value)
+
+
+@pytest.mark.anyio
 async def test_list_with_a_limit_below_one_raises_value_error(store: Store) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.list(limit=0)

@@ -6,9 +6,10 @@ import heapq
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ._keys import check_filter
 from .base import InstanceRecord
 
-__all__ = ["check_limit", "merge_by_id", "page_query", "status_filter"]
+__all__ = ["check_filters", "check_limit", "merge_by_id", "page_query", "status_filter"]
 
 
 def status_filter(status: str | Sequence[str] | None) -> list[str] | None:
@@ -28,6 +29,18 @@ def check_limit(limit: int) -> None:
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
+
+
+def check_filters(*, workflow: str | None, statuses: Sequence[str] | None, after: str | None) -> None:
+    """Refuse filters that hold a lone surrogate or a NUL character, as every store does.
+
+    Raises:
+        StoreError: one of them does (see ``_keys.check_filter``).
+    """
+    check_filter(workflow, "workflow")
+    for status in statuses or ():
+        check_filter(status, "status")
+    check_filter(after, "after")
 
 
 def merge_by_id(pages: Iterable[list[InstanceRecord]], limit: int) -> list[InstanceRecord]:

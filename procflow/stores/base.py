@@ -158,6 +158,12 @@ class Store(Protocol):
 
         Paging is by key: pass the last id of a page as ``after`` to get the
         next one.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreError: ``workflow``, a status or ``after`` holds a lone
+                surrogate or a NUL character, which not every database can
+                keep (as ``insert`` refuses such a key), or the database failed.
         """
         ...
 

@@ -20,7 +20,7 @@ from ._errors import (
     not_found,
 )
 from ._keys import check_key
-from ._listing import check_limit, status_filter
+from ._listing import check_filters, check_limit, status_filter
 from .base import HistoryEntry, InstanceRecord, not_open
 
 __all__ = ["MemoryStore"]
@@ -196,10 +196,14 @@ class MemoryStore:
 
         Raises:
             ValueError: ``limit`` is below 1.
+            StoreError: ``workflow``, a status or ``after`` holds a lone
+                surrogate or a NUL character, which the database stores cannot
+                compare, so no store takes it.
         """
         check_limit(limit)
         await self._ready()
         statuses = status_filter(status)
+        check_filters(workflow=workflow, statuses=statuses, after=after)
         page: list[InstanceRecord] = []
         for id in sorted(self._instances):
             record = self._instances[id]

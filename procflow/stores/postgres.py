@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._history import decode_entries, encode_entries
 from ._keys import check_key, storable
-from ._listing import check_limit, page_query, status_filter
+from ._listing import check_filters, check_limit, page_query, status_filter
 from ._migrations import pending
 from .base import HistoryEntry, InstanceRecord, not_open
 
@@ -347,10 +347,14 @@ class PostgresStore:
 
         Raises:
             ValueError: ``limit`` is below 1.
-            StoreError: the database failed or could not be reached.
+            StoreError: ``workflow``, a status or ``after`` holds a lone
+                surrogate or a NUL character, which not every database can keep
+                (refused without asking the database, as every store does);
+                or the database failed or could not be reached.
         """
         check_limit(limit)
         statuses = status_filter(status)
+        check_filters(workflow=workflow, statuses=statuses, after=after)
         if statuses == []:  # no status is asked for: no instance has one of them
             return []
         queries = [

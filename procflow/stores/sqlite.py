@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._history import decode_entries, encode_entries
 from ._keys import check_key, storable
-from ._listing import check_limit, merge_by_id, page_query, status_filter
+from ._listing import check_filters, check_limit, merge_by_id, page_query, status_filter
 from ._worker import SQLiteWorker
 from .base import HistoryEntry, InstanceRecord, not_open
 
@@ -334,10 +334,14 @@ class SQLiteStore:
 
         Raises:
             ValueError: ``limit`` is below 1.
-            StoreError: the database failed.
+            StoreError: ``workflow``, a status or ``after`` holds a lone
+                surrogate or a NUL character, which not every database can keep
+                (refused without asking the database, as every store does);
+                or the database failed.
         """
         check_limit(limit)
         statuses = status_filter(status)
+        check_filters(workflow=workflow, statuses=statuses, after=after)
 
         def page(connection: sqlite3.Connection, one_status: str | None) -> list[InstanceRecord]:
             sql, params = page_query(

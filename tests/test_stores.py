@@ -11,6 +11,7 @@ on asyncio only. After the contract come the rules of the database stores
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import multiprocessing
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -132,6 +133,19 @@ def same_content(a: InstanceRecord, b: InstanceRecord) -> bool:
     return dataclasses.replace(a, created_at=0.0, updated_at=0.0) == dataclasses.replace(
         b, created_at=0.0, updated_at=0.0
     )
+
+
+def _write_directly(backend: Backend, sql: str) -> None:
+    """Run ``sql`` on a database store's database itself, as an older procflow or another tool might."""
+    if backend.name == "sqlite":
+        with sqlite3.connect(backend.url.removeprefix("sqlite:///")) as connection:
+            connection.execute(sql)
+        connection.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(backend.url) as pg:
+            pg.execute(sql)  # type: ignore[arg-type]
 
 
 # -- insert, get, find ------------------------------------------------------------------------
@@ -270,13 +284,14 @@ async def test_lookup_finds_an_instance_by_its_correlation_id(store: Store) -> N
 
 
 @pytest.mark.anyio
-async def test_lookup_prefers_the_id_over_another_instances_equal_correlation_id(store: Store) -> None:
-    # insert refuses such a pair; an update that gives o-1 the correlation id "x" (as rows
-    # written before that check may hold) does not
-    by_id = await store.insert(record("x", correlation_id="o-2"))
-    first = await store.insert(record("o-1"))
-    await store.update(dataclasses.replace(first, correlation_id="x"))
-    assert await store.lookup("x") == by_id
+async def test_lookup_prefers_the_id_over_another_instances_equal_correlation_id(durable: Backend) -> None:
+    # insert and update refuse such a pair; rows written before those checks may hold one
+    async with durable.make() as store:
+        by_id = await store.insert(record("x", correlation_id="o-2"))
+        await store.insert(record("o-1"))
+        _write_directly(durable, "UPDATE procflow_instance SET correlation_id = 'x' WHERE id = 'o-1'")
+        assert (await store.get("o-1")).correlation_id == "x"
+        assert await store.lookup("x") == by_id
 
 
 @pytest.mark.anyio
@@ -438,6 +453,73 @@ async def test_update_to_a_taken_correlation_id_raises_duplicate_and_changes_not
     assert await store.get("o-2") == other
     assert await store.find("mine") == other
     assert await store.history("o-2") == []
+
+
+@pytest.mark.anyio
+async def test_update_to_a_correlation_id_that_is_anothers_id_raises_duplicate_and_changes_nothing(
+    store: Store,
+) -> None:
+    await store.insert(record("o-1"))
+    other = await store.insert(record("o-2", correlation_id="mine"))
+    with pytest.raises(DuplicateInstanceError, match=r"'o-1' already finds instance 'o-1'.*instance 'o-2'"):
+        await store.update(dataclasses.replace(other, correlation_id="o-1", data="{}"), [line("event")])
+    assert await store.get("o-2") == other
+    assert (await store.lookup("o-1")).id == "o-1"
+    assert await store.history("o-2") == []
+
+
+@pytest.mark.anyio
+async def test_update_may_make_the_instances_own_id_its_correlation_id(store: Store) -> None:
+    stored = await store.insert(record("o-1"))
+    updated = await store.update(dataclasses.replace(stored, correlation_id="o-1"))
+    assert await store.find("o-1") == updated == await store.lookup("o-1")
+
+
+@pytest.mark.anyio
+async def test_update_with_a_stale_version_to_anothers_id_as_correlation_id_raises_conflict(
+    store: Store,
+) -> None:
+    await store.insert(record("o-1"))
+    loaded = await store.insert(record("o-2"))
+    saved = await store.update(loaded)
+    with pytest.raises(ConflictError, match=r"'o-2'.*version 1.*version 2"):
+        await store.update(dataclasses.replace(loaded, correlation_id="o-1"))
+    assert await store.get("o-2") == saved
+
+
+@pytest.mark.anyio
+async def test_an_update_and_an_insert_racing_for_one_key_as_correlation_id_and_as_id_exactly_one_wins(
+    backend: Backend,
+) -> None:
+    first, second = backend.make(), backend.make()
+
+    async def write(
+        winners: list[str], name: str, call: Callable[[], Awaitable[object]], wait: float
+    ) -> None:
+        await anyio.sleep(wait)
+        try:
+            await call()
+        except DuplicateInstanceError:
+            return
+        winners.append(name)
+
+    async with first, second:
+        for n in range(100):
+            key = f"k-{n}"
+            moved = dataclasses.replace(await first.insert(record(f"x-{n}")), correlation_id=key)
+            updater, inserter = (first, second) if n % 2 else (second, first)
+            winners: list[str] = []
+            # An update that changes the correlation id may take more round trips than an insert:
+            # start the insert a little later, by a different time each round, to meet every step.
+            wait = (n % 10) * 0.0001
+            async with anyio.create_task_group() as group:
+                update = functools.partial(updater.update, moved, [line("e")])
+                group.start_soon(write, winners, "update", update, 0.0)
+                group.start_soon(
+                    write, winners, "insert", functools.partial(inserter.insert, record(key)), wait
+                )
+            assert len(winners) == 1, (key, winners)
+            assert (await first.lookup(key)).id == (f"x-{n}" if winners == ["update"] else key)
 
 
 @pytest.mark.anyio

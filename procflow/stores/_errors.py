@@ -7,10 +7,12 @@ from .base import InstanceRecord
 
 __all__ = [
     "conflict",
+    "correlation_is_anothers_id",
     "correlation_not_found",
     "duplicate_correlation",
     "duplicate_id",
     "key_not_found",
+    "key_of_another",
     "not_found",
 ]
 
@@ -59,4 +61,12 @@ def duplicate_correlation(correlation_id: str, owner: str, id: str) -> Duplicate
     return DuplicateInstanceError(
         f"correlation id {correlation_id!r} already belongs to instance {owner!r}: "
         f"instance {id!r} needs another one"
+    )
+
+
+def correlation_is_anothers_id(correlation_id: str, id: str) -> DuplicateInstanceError:
+    """Instance ``id`` cannot take another instance's id as its correlation id."""
+    return DuplicateInstanceError(
+        f"{correlation_id!r} already finds instance {correlation_id!r} by its id (an id and a correlation id "
+        f"are looked up alike): instance {id!r} needs another correlation id"
     )

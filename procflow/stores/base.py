@@ -114,9 +114,15 @@ class Store(Protocol):
         opaque to the store), written in the same commit. Returns the record
         as stored.
 
+        A correlation id must find this instance alone, as at ``insert``: it
+        may not be another instance's correlation id, nor another instance's
+        id (it may be the instance's own id).
+
         Raises:
             ConflictError: the stored version differs (someone else saved).
             InstanceNotFound: there is no such instance.
+            DuplicateInstanceError: the correlation id is another instance's
+                correlation id or id; nothing is written.
         """
         ...
 

@@ -12,6 +12,7 @@ import anyio.lowlevel
 from ._columns import now_ms, stored_as, to_ms
 from ._errors import (
     conflict,
+    correlation_is_anothers_id,
     correlation_not_found,
     duplicate_correlation,
     duplicate_id,
@@ -120,7 +121,8 @@ class MemoryStore:
         Raises:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
-            DuplicateInstanceError: the new correlation id belongs to another instance.
+            DuplicateInstanceError: the new correlation id belongs to another
+                instance, or is another instance's id.
             StoreError: the correlation id or the idempotency key holds a lone
                 surrogate or a NUL character, which the database stores cannot keep.
         """
@@ -134,6 +136,9 @@ class MemoryStore:
         if current.version != record.version:
             raise conflict(record.id, record.version, current.version)
         self._check_correlation(record)
+        correlation_id = record.correlation_id
+        if correlation_id is not None and correlation_id != record.id and correlation_id in self._instances:
+            raise correlation_is_anothers_id(correlation_id, record.id)
         stored = stored_as(
             record, version=record.version + 1, created_at=current.created_at, updated_at=now_ms() / 1000
         )

@@ -33,6 +33,7 @@ from ._columns import (
 )
 from ._errors import (
     conflict,
+    correlation_is_anothers_id,
     correlation_not_found,
     duplicate_correlation,
     duplicate_id,
@@ -85,11 +86,26 @@ _INSERT_WITH_HISTORY = (
     " INSERT INTO procflow_history (k, version, at, entries) SELECT k, 1, %(at)s, %(entries)s FROM i"
     " RETURNING k"
 )
+# An update keeps a correlation id as unique as an insert does: not another instance's
+# correlation id (the unique index) nor its id. Nearly every update keeps the correlation id the
+# row has, checked when it was set, so the plain update writes only a row whose correlation id
+# stays (_KEEPING): one prepared statement, no lock, no look-up. One that changes it writes
+# nothing there and goes again as a moving update (_MOVING), only if no other instance has that
+# id, under the lock of the new key, which inserts take too (_LOCK_KEYS): it and an insert of an
+# instance with that id take turns, and the later one sees the other's row.
 _UPDATE = (
     "UPDATE procflow_instance SET workflow = %(workflow)s, status = %(status)s,"
     " correlation_id = %(correlation_id)s, due_at = %(due_at)s, version = version + 1, updated_at = %(now)s,"
     " data = %(data)s, state = %(state)s, meta = %(meta)s"
-    " WHERE id = %(id)s AND version = %(version)s RETURNING k, version, created_at"
+    " WHERE id = %(id)s AND version = %(version)s"
+)
+_KEEPING = " AND correlation_id IS NOT DISTINCT FROM %(correlation_id)s"
+_MOVING = " AND NOT EXISTS (SELECT 1 FROM procflow_instance WHERE id = %(correlation_id)s AND id <> %(id)s)"
+_LOCK_CORRELATION = "SELECT pg_advisory_xact_lock(hashtextextended(%(correlation_id)s, 0))"
+# Why an update wrote nothing: no such row, another version, or a correlation id that is another's id.
+_NOT_UPDATED = (
+    "SELECT version, EXISTS (SELECT 1 FROM procflow_instance WHERE id = %(correlation_id)s AND id <> %(id)s)"
+    " FROM procflow_instance WHERE id = %(id)s"
 )
 _WITH_HISTORY = (
     " h AS (INSERT INTO procflow_history (k, version, at, entries)"
@@ -110,12 +126,16 @@ _CLAIM = (
 )
 
 
-def _update_sql(*, history: bool, reply: bool) -> str:
-    """One statement that updates, appends the history and keeps the reply: one round trip, one commit."""
+def _update_sql(*, history: bool, reply: bool, moving: bool) -> str:
+    """One statement that updates, appends the history and keeps the reply: one round trip, one commit.
+
+    ``moving``: the update that changes the correlation id, else the one that keeps it.
+    """
+    update = f"{_UPDATE}{_MOVING if moving else _KEEPING} RETURNING k, version, created_at"
     if not history and not reply:
-        return _UPDATE
+        return update
     parts = (_WITH_HISTORY if history else "") + (_WITH_REPLY if reply else "")
-    return f"WITH u AS ({_UPDATE}),{parts.rstrip(',')} SELECT k, version, created_at FROM u"
+    return f"WITH u AS ({update}),{parts.rstrip(',')} SELECT k, version, created_at FROM u"
 
 
 class PostgresStore:
@@ -229,7 +249,9 @@ class PostgresStore:
         check_key(record.correlation_id, "correlation id")
         now = now_ms()
         params = _params(record, now, history)
-        if not await self._insert(_INSERT_WITH_HISTORY if history else _INSERT, params, record):
+        if not await self._locked(
+            _LOCK_KEYS, _INSERT_WITH_HISTORY if history else _INSERT, params, record, new=True
+        ):
             rows = await self._fetch(_KEY_OF_ANOTHER, params)
             if rows:
                 owner, owner_correlation = rows[0]
@@ -261,7 +283,8 @@ class PostgresStore:
         Raises:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
-            DuplicateInstanceError: the new correlation id belongs to another instance.
+            DuplicateInstanceError: the new correlation id belongs to another
+                instance, or is another instance's id.
             StoreError: the correlation id or the idempotency key holds a lone
                 surrogate or a NUL character, which not every database can keep;
                 or the database failed or could not be reached.
@@ -276,13 +299,21 @@ class PostgresStore:
         params["version"] = record.version
         if reply is not None:
             params["key"], params["reply"] = reply
-        sql = _update_sql(history=bool(history), reply=reply is not None)
+        sql = _update_sql(history=bool(history), reply=reply is not None, moving=False)
         rows = await self._run(sql, params, record, new=False)
-        if not rows:
-            found = await self._fetch("SELECT version FROM procflow_instance WHERE id = %s", (record.id,))
-            if not found:
-                raise not_found(record.id)
-            raise conflict(record.id, record.version, found[0][0])
+        if not rows:  # not stored, another version, or the correlation id changes
+            if error := await self._not_updated(record, params):
+                raise error
+            sql = _update_sql(history=bool(history), reply=reply is not None, moving=True)
+            if record.correlation_id is None or record.correlation_id == record.id:
+                rows = await self._run(sql, params, record, new=False)  # a key no other instance can have
+            else:
+                rows = await self._locked(_LOCK_CORRELATION, sql, params, record, new=False)
+            if not rows:
+                raise await self._not_updated(record, params) or StoreError(
+                    f"instance {record.id!r} was not updated and its stored row gives no reason "
+                    "(it may have changed meanwhile): load it again and retry"
+                )
         _, version, created_at = rows[0]
         return stored_as(
             record, version=as_int(version), created_at=as_float_seconds(created_at), updated_at=now / 1000
@@ -485,13 +516,14 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error(exc, record.id) from exc
 
-    async def _insert(
-        self, sql: str, params: dict[str, Any], record: InstanceRecord
+    async def _locked(
+        self, lock: str, sql: str, params: dict[str, Any], record: InstanceRecord, *, new: bool
     ) -> builtins.list[TupleRow]:
-        """Lock the record's keys, then run the insert ``sql``: one transaction, one round trip.
+        """Take the advisory locks of ``lock``, then run the write ``sql``: one transaction, one round trip.
 
         The two statements go as one simple query (bound on the client), which
-        PostgreSQL runs as one transaction, each statement with a fresh snapshot.
+        PostgreSQL runs as one transaction, each statement with a fresh snapshot:
+        the write's checks see what the lock's last holder committed.
         """
         import psycopg
         import psycopg.errors
@@ -499,13 +531,29 @@ class PostgresStore:
         try:
             async with self._connection() as connection:
                 cursor = psycopg.AsyncClientCursor(connection)
-                await cursor.execute(f"{_LOCK_KEYS}; {sql}", params)
-                cursor.nextset()  # past the lock's result, to the insert's
+                await cursor.execute(f"{lock}; {sql}", params)
+                cursor.nextset()  # past the lock's result, to the write's
                 return await cursor.fetchall()
         except psycopg.errors.UniqueViolation as exc:
-            raise await self._duplicate(record, exc, new=True) from exc
+            raise await self._duplicate(record, exc, new=new) from exc
         except psycopg.Error as exc:
             raise self._error(exc, record.id) from exc
+
+    async def _not_updated(self, record: InstanceRecord, params: dict[str, Any]) -> ProcflowError | None:
+        """Why an update of ``record`` wrote nothing; ``None`` if only its correlation id differs.
+
+        Raises:
+            StoreError: the database failed or could not be reached.
+        """
+        found = await self._fetch(_NOT_UPDATED, params)
+        if not found:
+            return not_found(record.id)
+        stored_version, correlation_is_an_id = found[0]
+        if stored_version != record.version:
+            return conflict(record.id, record.version, stored_version)
+        if correlation_is_an_id and record.correlation_id is not None:
+            return correlation_is_anothers_id(record.correlation_id, record.id)
+        return None
 
     async def _duplicate(self, record: InstanceRecord, exc: psycopg.Error, *, new: bool) -> ProcflowError:
         constraint = exc.diag.constraint_name or ""

@@ -29,6 +29,7 @@ from ._columns import (
 )
 from ._errors import (
     conflict,
+    correlation_is_anothers_id,
     correlation_not_found,
     duplicate_correlation,
     duplicate_id,
@@ -53,9 +54,12 @@ _INSERT = (
     " (id, workflow, status, correlation_id, due_at, version, created_at, updated_at, data, state, meta)"
     " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
 )
+# An instance's correlation id may not be another's id (see _KEY_OF_ANOTHER): then no row is
+# written, and the caller tells that from a conflict by the stored version.
 _UPDATE = (
     "UPDATE procflow_instance SET workflow = ?, status = ?, correlation_id = ?, due_at = ?, version = ?,"
-    " updated_at = ?, data = ?, state = ?, meta = ? WHERE id = ? AND version = ? RETURNING k, created_at"
+    " updated_at = ?, data = ?, state = ?, meta = ? WHERE id = ? AND version = ?"
+    " AND NOT EXISTS (SELECT 1 FROM procflow_instance WHERE id = ? AND id <> ?) RETURNING k, created_at"
 )
 _LOOKUP = (
     f"SELECT {COLUMNS} FROM procflow_instance WHERE id = :key"
@@ -229,7 +233,8 @@ class SQLiteStore:
         Raises:
             ConflictError: the stored version differs (someone else saved first).
             InstanceNotFound: there is no instance with this id.
-            DuplicateInstanceError: the new correlation id belongs to another instance.
+            DuplicateInstanceError: the new correlation id belongs to another
+                instance, or is another instance's id.
             StoreError: the correlation id or the idempotency key holds a lone
                 surrogate or a NUL character, which not every database can keep;
                 or the database failed (disk full, locked for too long, ...).
@@ -245,12 +250,11 @@ class SQLiteStore:
         due = optional_ms(record.due_at)
 
         def update(connection: sqlite3.Connection) -> int:
-            params = (record.workflow, record.status, record.correlation_id, due, version, now)
+            params = (record.workflow, record.status, record.correlation_id, due, version, now, record.data)
+            where = (record.id, record.version, record.correlation_id, record.id)
             try:
                 # fetchall: a RETURNING statement is finished only once stepped to its end.
-                found = connection.execute(
-                    _UPDATE, (*params, record.data, record.state, record.meta, record.id, record.version)
-                ).fetchall()
+                found = connection.execute(_UPDATE, (*params, record.state, record.meta, *where)).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise _duplicate(connection, record, exc, new=False) from exc
             if not found:
@@ -259,7 +263,9 @@ class SQLiteStore:
                 ).fetchone()
                 if stored is None:
                     raise not_found(record.id)
-                raise conflict(record.id, record.version, stored[0])
+                if stored[0] != record.version or record.correlation_id is None:
+                    raise conflict(record.id, record.version, stored[0])
+                raise correlation_is_anothers_id(record.correlation_id, record.id)
             key, created_at = found[0]
             if rows is not None:
                 connection.execute(_INSERT_HISTORY, (key, version, *rows))

@@ -833,6 +833,45 @@ async def test_an_update_from_before_a_claim_raises_conflict(store: Store) -> No
 
 
 @pytest.mark.anyio
+async def test_renew_lease_moves_due_at_alone_so_an_update_at_the_same_version_succeeds(store: Store) -> None:
+    loaded = await store.insert(dataclasses.replace(record(correlation_id="c-1"), due_at=10.0, meta="{}"))
+    assert await store.renew_lease("o-1", 1, 500.0126) is True
+    assert await store.get("o-1") == dataclasses.replace(loaded, due_at=500.013)
+    assert (await store.update(dataclasses.replace(loaded, due_at=None))).version == 2
+
+
+@pytest.mark.anyio
+async def test_renew_lease_at_a_stale_version_returns_false_and_changes_nothing(store: Store) -> None:
+    loaded = await store.insert(dataclasses.replace(record(), due_at=10.0))
+    saved = await store.update(loaded)
+    assert await store.renew_lease("o-1", loaded.version, 500.0) is False
+    assert await store.get("o-1") == saved
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("id", ["ghost", "o-\ud800", "o-1\x00"], ids=["unknown", "lone surrogate", "NUL"])
+async def test_renew_lease_of_an_instance_that_is_not_stored_returns_false(store: Store, id: str) -> None:
+    await store.insert(record("o-1"))
+    assert await store.renew_lease(id, 1, 500.0) is False
+
+
+@pytest.mark.anyio
+async def test_claim_due_leaves_an_instance_whose_lease_was_renewed_past_now(store: Store) -> None:
+    await _due(store, ("o-1", 10.0))
+    [claimed] = await store.claim_due(10.0, limit=10, lease=30)
+    assert await store.renew_lease("o-1", claimed.version, 100.0)
+    assert await store.claim_due(99.0, limit=10, lease=30) == []
+    assert [r.id for r in await store.claim_due(100.0, limit=10, lease=30)] == ["o-1"]
+
+
+@pytest.mark.anyio
+async def test_renew_lease_on_a_closed_store_raises_store_error(backend: Backend) -> None:
+    store = backend.make()
+    with pytest.raises(StoreError, match="not open"):
+        await store.renew_lease("o-1", 1, 500.0)
+
+
+@pytest.mark.anyio
 async def test_claim_due_with_a_limit_below_one_raises_value_error(store: Store) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.claim_due(10.0, limit=0, lease=30)

@@ -192,3 +192,25 @@ class Store(Protocol):
         index range scan over ``due_at``, whatever the number of rows.
         """
         ...
+
+    async def renew_lease(self, id: str, version: int, until: float) -> bool:
+        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+
+        The heartbeat of a long run: the engine runs the instance from the row
+        it loaded or last committed at ``version``, and while a step runs for
+        longer than a worker's lease (or the engine's ``stale_after``) it
+        pushes the due time on, so that no worker takes the run for abandoned
+        and runs the step a second time. One write of one column: the
+        version, ``updated_at``, data, state, meta and history stay as they
+        are, so the run's next ``update`` at ``version`` still succeeds.
+        ``until`` is kept like any due time (to the millisecond, clamped).
+
+        Returns ``True`` if the due time moved, ``False`` (changing nothing)
+        if the stored version differs or there is no such instance (a key no
+        store can keep included): the caller's next ``update`` then raises
+        the conflict.
+
+        Raises:
+            StoreError: the database failed, or the store is not open.
+        """
+        ...

@@ -262,6 +262,24 @@ class MemoryStore:
             claimed.append(stored)
         return claimed
 
+    async def renew_lease(self, id: str, version: int, until: float) -> bool:
+        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+
+        A long run's heartbeat, so that no worker takes it for abandoned (see
+        ``Store.renew_lease``): only ``due_at`` changes, not the version.
+        Returns ``False``, changing nothing, if the version differs or there
+        is no such instance.
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        await self._ready()
+        current = self._instances.get(id)
+        if current is None or current.version != version:
+            return False
+        self._instances[id] = dataclasses.replace(current, due_at=to_ms(until) / 1000)
+        return True
+
     def _check_correlation(self, record: InstanceRecord) -> None:
         if record.correlation_id is None:
             return

@@ -124,6 +124,7 @@ _CLAIM = (
     " FROM due WHERE i.k = due.k RETURNING due.due_at, "
     + ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
 )
+_RENEW = "UPDATE procflow_instance SET due_at = %s WHERE id = %s AND version = %s RETURNING k"
 
 
 def _update_sql(*, history: bool, reply: bool, moving: bool) -> str:
@@ -450,6 +451,22 @@ class PostgresStore:
         # RETURNING keeps no order: sort by the due time each row had.
         rows.sort(key=lambda row: (as_int(row[0]), as_text(row[1])))
         return [record_from_row(row[1:]) for row in rows]
+
+    async def renew_lease(self, id: str, version: int, until: float) -> bool:
+        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+
+        A long run's heartbeat, so that no worker takes it for abandoned (see
+        ``Store.renew_lease``): one ``UPDATE`` of ``due_at`` alone, one round
+        trip and one commit; the version and everything else stay. Returns
+        ``False``, changing nothing, if the version differs or there is no
+        such instance.
+
+        Raises:
+            StoreError: the database failed or could not be reached, or the store is not open.
+        """
+        if not storable(id):  # no store keeps such an id
+            return False
+        return bool(await self._fetch(_RENEW, (to_ms(until), id, version)))
 
     async def size_bytes(self) -> int:
         """Bytes used by the store's tables, indexes and TOAST data.

@@ -74,6 +74,7 @@ _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES
 # The first reply kept for a key stays: a key names one delivery, whatever retries follow.
 _INSERT_REPLY = "INSERT OR IGNORE INTO procflow_reply (k, key, reply) VALUES (?, ?, ?)"
 _CLAIM = "UPDATE procflow_instance SET due_at = ?, version = version + 1, updated_at = ? WHERE k = ?"
+_RENEW = "UPDATE procflow_instance SET due_at = ? WHERE id = ? AND version = ?"
 
 
 class SQLiteStore:
@@ -432,6 +433,26 @@ class SQLiteStore:
             ]
 
         return await self._write(claim, "claim due instances")
+
+    async def renew_lease(self, id: str, version: int, until: float) -> bool:
+        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+
+        A long run's heartbeat, so that no worker takes it for abandoned (see
+        ``Store.renew_lease``): one ``UPDATE`` of ``due_at`` alone, in one
+        commit; the version and everything else stay. Returns ``False``,
+        changing nothing, if the version differs or there is no such instance.
+
+        Raises:
+            StoreError: the database failed, or the store is not open.
+        """
+        if not storable(id):  # no store keeps such an id
+            return False
+        params = (to_ms(until), id, version)
+
+        def renew(connection: sqlite3.Connection) -> bool:
+            return connection.execute(_RENEW, params).rowcount == 1
+
+        return await self._write(renew, f"renew the lease of instance {id!r}")
 
     async def size_bytes(self) -> int:
         """The size of the database: page count times page size, indexes included.

@@ -10,6 +10,7 @@ on asyncio only. After the contract come the rules of the database stores
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,7 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -1233,6 +1235,38 @@ async def test_postgres_refuses_a_database_written_by_a_newer_procflow(
         connection.execute("UPDATE procflow_schema SET version = 99")
     with pytest.raises(StoreError, match=r"schema version 99.*upgrade procflow"):
         await PostgresStore(postgres_database).open()
+
+
+@contextlib.contextmanager
+def _fresh_database(postgres_dsn: str) -> Iterator[str]:
+    """The DSN of a new, empty database of the test cluster (not a schema of one), dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"fresh_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield make_conninfo(postgres_dsn, dbname=name)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_two_stores_opening_a_fresh_database_at_once_both_open_it(postgres_dsn: str) -> None:
+    for _ in range(5):  # creating the schema unserialised failed in most rounds
+        with _fresh_database(postgres_dsn) as dsn:
+            stores = [PostgresStore(dsn, max_size=1) for _ in range(2)]
+            try:
+                async with anyio.create_task_group() as group:
+                    for store in stores:
+                        group.start_soon(store.open)
+            finally:
+                for store in stores:
+                    await store.close()
+            assert _postgres_schema_versions(dsn) == [(len(_postgres_schema.MIGRATIONS),)]
 
 
 # -- SQLite alone -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .bookkeeping import Bookkeeping
-from .errors import storable_text
+from .errors import ConflictError, storable_text
 from .hooks import RunHooks
 from .instance import Instance
 from .interpreter import CheckpointType
@@ -67,6 +67,12 @@ class Session(RunHooks):
         # The due time the row had when it was loaded: for a run in flight,
         # when it counts as abandoned.
         self.stored_due_at = stored_due_at
+        # The row's due time as this session last loaded, committed or renewed it:
+        # until then no worker takes the instance (None: no worker takes it at all).
+        self.held_until = stored_due_at
+        # Whether the next commit holds the row for stale_after whatever is due: an
+        # effect (a retried step, say) is about to run.
+        self.holding = False
         # The workflow data as the row holds it (JSON), for repairs of data that no longer loads.
         self.stored_data = stored_data
         self.dirty = False
@@ -101,7 +107,41 @@ class Session(RunHooks):
         cancel_unstored = self.state.cancelling and not self.cancel_stored
         if self.effect_ran or never_stored or cancel_unstored:
             await self.commit()
+        elif self.version:
+            await self._hold_for_a_step()
         self.effect_ran = True
+
+    async def _hold_for_a_step(self) -> None:
+        """Make sure no worker takes the instance while the coming effect runs.
+
+        A worker's claim holds a row only for its lease, and a row loaded to
+        deliver an event holds until its next timer: an effect run under either
+        could run again in another worker. So, unless the row is held for
+        half of ``stale_after`` more, it is held for ``stale_after`` (the
+        contract: no step runs longer) before the effect runs.
+
+        Raises:
+            ConflictError: someone else saved the instance since it was loaded.
+        """
+        held_until = self.held_until
+        now = self.engine.clock.now()
+        stale_after = self.engine.stale_after
+        if held_until is None or held_until >= now + stale_after / 2:
+            return
+        renew = getattr(self.engine.store, "renew_lease", None)
+        if renew is None:  # a store of the application's own, older than the method
+            self.holding = True
+            try:
+                await self.commit()
+            finally:
+                self.holding = False
+            return
+        if not await renew(self.state.id, self.version, now + stale_after):
+            raise ConflictError(
+                f"instance {self.state.id!r} was saved by someone else since this run loaded it; "
+                "its step did not run here, and runs from what they saved"
+            )
+        self.held_until = now + stale_after
 
     def may_run(self, thread: str) -> bool:
         """Hold the thread of a step that failed: until its retry is due, or for good."""
@@ -146,7 +186,7 @@ class Session(RunHooks):
         """When a worker should next look at the instance, or ``None``."""
         if self.meta.failure is not None:
             return None
-        if self.state.cancelling or (self.run_in_flight() and not self.left_to_worker):
+        if self.state.cancelling or self.holding or (self.run_in_flight() and not self.left_to_worker):
             # A run or a cancel in progress: if its process dies, a worker carries it on once
             # it looks abandoned. Until then nothing else is due: a timer or a retry whose time
             # comes meanwhile waits for the run's last commit, so that no worker claims the
@@ -198,6 +238,7 @@ class Session(RunHooks):
         else:
             stored = await store.update(record, self.history, reply=self.reply)
         self.version = stored.version
+        self.held_until = stored.due_at
         self.created_at = stored.created_at
         self.updated_at = stored.updated_at
         self.history = []

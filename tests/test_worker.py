@@ -543,6 +543,100 @@ async def test_a_worker_claims_nothing_while_a_step_runs_though_another_threads_
 
 
 @dataclass
+class Flaky:
+    """A step, "charge", that fails its first call and is tried again 10 s later; its
+    second call is held by the test (a third would return at once)."""
+
+    id: str = ""
+
+    def definition(self) -> pf.Section:
+        retry = pf.Retry(max_attempts=3, backoff=pf.Backoff(initial=10, jitter=0))
+        return pf.S(pf.Step("charge", self.charge, retry=retry))
+
+    async def charge(self) -> None:
+        FIRED[self.id] += 1
+        if FIRED[self.id] == 1:
+            raise ConnectionError("down")
+        if FIRED[self.id] == 2:
+            await held_long()
+
+
+async def _hold_the_second_charge(
+    clock: TestClock, run: Callable[[], Awaitable[object]], other: Engine
+) -> None:
+    """Run ``run`` (which reaches the held second call of "charge"), move the clock 90 s on
+    meanwhile (past a worker's 60 s lease, short of ``stale_after``), and check that the
+    ``other`` engine's worker takes nothing."""
+    GATES["entered"], GATES["release"] = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        try:
+            with anyio.fail_after(5):
+                await GATES["entered"].wait()
+            clock.advance(90)
+            taken = await other.work_once()
+        finally:
+            GATES["release"].set()  # the held run is shielded from cancellation: it must end
+    assert taken == 0
+
+
+async def test_a_step_a_worker_runs_is_held_for_stale_after_not_just_the_workers_lease(
+    stores: Callable[[], Store], clock: TestClock
+) -> None:
+    async with (
+        Engine(stores(), workflows=[Flaky], clock=clock) as engine,
+        Engine(stores(), workflows=[Flaky], clock=clock) as other,
+    ):
+        await engine.start(Flaky(id="f"), id="f")
+        clock.advance(10)  # the retry is due
+        await _hold_the_second_charge(clock, engine.work_once, other)
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FINISHED
+    assert FIRED["f"] == 2
+
+
+async def test_a_run_resumed_by_hand_once_it_looked_abandoned_is_held_for_stale_after(
+    stores: Callable[[], Store], clock: TestClock
+) -> None:
+    async with (
+        Engine(stores(), workflows=[Flaky], clock=clock, stale_after=120) as engine,
+        Engine(stores(), workflows=[Flaky], clock=clock, stale_after=120) as other,
+    ):
+        await engine.start(Flaky(id="f"), id="f")
+        clock.advance(10)  # the retry is due, and no worker has taken it
+        await _hold_the_second_charge(clock, functools.partial(engine.resume, "f"), other)
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FINISHED
+    assert FIRED["f"] == 2
+
+
+class WithoutRenewLease:
+    """A store of the application's own, written before ``renew_lease``: a SQLite store
+    without that method."""
+
+    def __init__(self, path: Path) -> None:
+        self._store = SQLiteStore(path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "renew_lease":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+async def test_a_store_without_renew_lease_holds_a_step_by_committing_before_it(
+    tmp_path: Path, clock: TestClock
+) -> None:
+    store: Any = WithoutRenewLease(tmp_path / "own.db")
+    async with (
+        Engine(store, workflows=[Flaky], clock=clock) as engine,
+        Engine(SQLiteStore(tmp_path / "own.db"), workflows=[Flaky], clock=clock) as other,
+    ):
+        await engine.start(Flaky(id="f"), id="f")
+        clock.advance(10)
+        await _hold_the_second_charge(clock, engine.work_once, other)
+        assert (await engine.get("f")).status == pf.WorkflowStatus.FINISHED
+    assert FIRED["f"] == 2
+
+
+@dataclass
 class Opener:
     """Starts with two steps (the instance is stored before the second, which the test holds);
     a side thread waits for "poke"."""

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import anyio
 from pydantic import TypeAdapter, ValidationError
@@ -130,6 +131,14 @@ def _body(go: str) -> str:
     return "the main body" if go == MAIN_THREAD else f"the body of Go {go!r}"
 
 
+def _require_store(store: object) -> None:
+    if not all(callable(getattr(store, m, None)) for m in ("insert", "update", "lookup", "claim_due")):
+        raise TypeError(
+            f"Engine's first argument is the store, got {store!r}; "
+            "write Engine(store, workflows=[...]), e.g. Engine(SQLiteStore('app.db'), workflows=[Order])"
+        )
+
+
 class Engine:
     """Runs workflow instances kept in a ``Store``.
 
@@ -161,11 +170,7 @@ class Engine:
         setup_retry_delay: float = 30.0,
         observers: Sequence[Observer] | None = None,
     ) -> None:
-        if not all(callable(getattr(store, m, None)) for m in ("insert", "update", "lookup", "claim_due")):
-            raise TypeError(
-                f"Engine's first argument is the store, got {store!r}; "
-                "write Engine(store, workflows=[...]), e.g. Engine(SQLiteStore('app.db'), workflows=[Order])"
-            )
+        _require_store(store)
         if isinstance(workflows, (type, str, bytes)):
             raise TypeError(
                 f"workflows is a list of workflow classes, got {workflows!r}; write workflows=[...]"
@@ -186,25 +191,26 @@ class Engine:
 
     # -- set-up --------------------------------------------------------------
 
-    def with_store(self, store: Store) -> Engine:
+    def with_store(self, store: Store) -> Self:
         """A new engine over ``store`` with this one's workflows, clock, limits and observers.
 
-        The command line uses it to run an ``--app`` engine against the ``--db``
-        store, configured as the application configured it.
+        It is a copy of this engine, of its class: a subclass's own methods
+        and attributes come along. Registering a workflow on one later does
+        not change the other. The command line uses it to run an ``--app``
+        engine against the ``--db`` store, configured as the application
+        configured it.
 
         Raises:
             TypeError: ``store`` is not a store.
         """
-        return Engine(
-            store,
-            self.workflows,
-            clock=self.clock,
-            max_transitions=self.max_transitions,
-            conflict_retries=self.conflict_retries,
-            stale_after=self.stale_after,
-            setup_retry_delay=self.setup_retry_delay,
-            observers=self.observers,
-        )
+        _require_store(store)
+        engine = copy.copy(self)
+        engine.store = store
+        engine.observers = list(self.observers)
+        engine._turns = Turns()
+        engine._types = dict(self._types)
+        engine._by_class = dict(self._by_class)
+        return engine
 
     def register(self, cls: type[Any], name: str | None = None) -> None:
         """Register a workflow class under ``name`` (default: the class name).

@@ -127,6 +127,36 @@ async def test_with_store_runs_the_same_workflows_and_settings_over_another_stor
     assert seen[0] == "started"
 
 
+class AuditedEngine(Engine):
+    """An application's engine: its own attribute, and a method of its own around ``start``."""
+
+    def __init__(self, store: Store, audit: list[str]) -> None:
+        super().__init__(store, [Order])
+        self.audit = audit
+
+    async def start(self, workflow: Any, **kwargs: Any) -> pf.Instance[Any]:
+        self.audit.append(f"start {kwargs.get('id')}")
+        return await super().start(workflow, **kwargs)
+
+
+async def test_with_store_keeps_the_engines_class_and_its_attributes(tmp_path: Path) -> None:
+    audit: list[str] = []
+    second = AuditedEngine(MemoryStore(), audit).with_store(SQLiteStore(tmp_path / "other.db"))
+    assert type(second) is AuditedEngine
+    async with second:
+        await second.start(Order(), id="o-1")
+    assert audit == ["start o-1"]
+
+
+async def test_a_workflow_registered_on_an_engine_with_another_store_is_not_registered_on_the_first(
+    tmp_path: Path,
+) -> None:
+    first = Engine(MemoryStore(), [Order])
+    second = first.with_store(SQLiteStore(tmp_path / "other.db"))
+    second.register(Order, "order-v2")
+    assert set(first.workflows) == {"Order"}
+
+
 async def test_start_runs_until_the_instance_is_parked(engine: Engine) -> None:
     run = await engine.start(Order(), id="o-1")
     assert run.status == pf.WorkflowStatus.WAITING

@@ -11,6 +11,7 @@ from pydantic_core import PydanticSerializationError
 
 from .errors import CorruptInstanceError, DefinitionError, UnstorableDataError
 from .state import State
+from .stores._keys import storable
 
 __all__ = ["WorkflowType"]
 
@@ -35,6 +36,11 @@ class WorkflowType:
             raise DefinitionError(f"workflows are registered by class, got {cls!r}; {hint}")
         if not callable(getattr(cls, "definition", None)):
             raise DefinitionError(f"{cls.__qualname__} has no definition() method; it is not a workflow")
+        if name is not None and (not isinstance(name, str) or not storable(name)):
+            raise DefinitionError(
+                f"{cls.__qualname__} cannot be registered under {name!r}: a workflow name is a str "
+                "that every store can keep (UTF-8 text, no NUL character)"
+            )
         self.cls = cls
         self.name = name or cls.__name__
         try:

@@ -248,6 +248,12 @@ def test_registering_a_workflow_object_instead_of_its_class_is_a_definition_erro
         Engine(MemoryStore(), workflows=workflows)
 
 
+@pytest.mark.parametrize("name", ["order\udcff", "order\x00", 42], ids=["lone surrogate", "NUL", "int"])
+def test_a_workflow_name_no_store_could_keep_is_refused_when_registered(name: Any) -> None:
+    with pytest.raises(pf.DefinitionError, match="a workflow name is a str that every store can keep"):
+        Engine(MemoryStore(), workflows={name: Order})
+
+
 async def test_starting_an_unregistered_class_raises_unknown_workflow(engine: Engine) -> None:
     @dataclass
     class Stray:

@@ -1463,22 +1463,34 @@ async def test_postgres_size_bytes_counts_tables_and_indexes(
         assert await store.size_bytes() >= empty + 100 * 300
 
 
+@contextlib.asynccontextmanager
+async def _store_whose_pooled_connections_the_server_dropped(
+    postgres_database: str, name: str
+) -> AsyncIterator[PostgresStore]:
+    """A PostgresStore holding "o-1", whose four pooled connections the server has just
+    terminated, as a server restart would."""
+    import psycopg
+
+    name = f"{name}-{os.getpid()}"
+    async with PostgresStore(f"{postgres_database}&application_name={name}", min_size=4, max_size=4) as store:
+        await store.insert(record())
+        await _wait_for_backends(postgres_database, name, 4)
+        with psycopg.connect(postgres_database, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+        await _wait_for_backends(postgres_database, name, 0)
+        yield store
+
+
 @pytest.mark.postgres
 @pytest.mark.anyio
 async def test_postgres_calls_succeed_at_once_after_the_server_dropped_every_pooled_connection(
     postgres_database: str,
 ) -> None:
-    import psycopg
-
-    name = f"procflow-dropped-{os.getpid()}"
-    async with PostgresStore(f"{postgres_database}&application_name={name}", min_size=4, max_size=4) as store:
-        await store.insert(record())
-        await _wait_for_backends(postgres_database, name, 4)
-        with psycopg.connect(postgres_database, autocommit=True) as admin:  # as a server restart would
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
-            )
-        await _wait_for_backends(postgres_database, name, 0)
+    async with _store_whose_pooled_connections_the_server_dropped(
+        postgres_database, "procflow-dropped"
+    ) as store:
         with anyio.fail_after(3):  # not after a pause per dead connection
             for _ in range(8):
                 assert (await store.get("o-1")).id == "o-1"
@@ -1489,17 +1501,9 @@ async def test_postgres_calls_succeed_at_once_after_the_server_dropped_every_poo
 async def test_postgres_logs_no_pool_warning_for_pooled_connections_the_server_dropped(
     postgres_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import psycopg
-
-    name = f"procflow-quiet-{os.getpid()}"
-    async with PostgresStore(f"{postgres_database}&application_name={name}", min_size=4, max_size=4) as store:
-        await store.insert(record())
-        await _wait_for_backends(postgres_database, name, 4)
-        with psycopg.connect(postgres_database, autocommit=True) as admin:  # as a server restart would
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
-            )
-        await _wait_for_backends(postgres_database, name, 0)
+    async with _store_whose_pooled_connections_the_server_dropped(
+        postgres_database, "procflow-quiet"
+    ) as store:
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             for _ in range(8):

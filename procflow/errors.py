@@ -167,7 +167,9 @@ class UnstorableDataError(ProcflowError):
     ``list[str]`` field, say).
 
     Also raised by a send with an idempotency key whose handler's reply does
-    not serialise to JSON, since the reply must be kept for a repeat.
+    not serialise to JSON, or whose JSON would not give a repeat the same
+    reply (a model that writes its NaN as ``null``), since the reply must be
+    kept for a repeat.
 
     Nothing is saved. When a step left such data, the engine keeps the
     instance as its last commit left it and marks it ``FAILED`` on that step,

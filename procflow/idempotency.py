@@ -8,24 +8,32 @@ rather than answered with a reply that was never its own.
 
 Stored text is ``"<64 hex digits>\\n<reply JSON>"``. Replies kept before
 requests were recorded are the reply JSON alone (compact JSON never holds a
-raw newline), and are returned to any repeat, as they were then.
+raw newline), and are returned to any repeat, as they were then. The reply
+JSON writes infinities and NaN as ``Infinity``, ``-Infinity`` and ``NaN``
+(replies kept before they were are ``null`` there, as they were then).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import IdempotencyKeyReused, PayloadError, UnstorableDataError
 
 __all__ = ["kept_reply", "reply_json", "reply_to_keep", "request_digest"]
 
-_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+# Infinities and NaN as JSON's non-standard constants, not null: a repeat gets
+# them back as they were (request digests write them the same way).
+_KEPT: TypeAdapter[Any] = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="constants"))
 _DIGEST_LENGTH = 64
+# What a pydantic model may have written for an infinity or NaN of its own
+# (its ser_json_inf_nan is "null" unless set, or "strings").
+_LOST_NUMBER_MARKS = ("null", '"NaN"', '"Infinity"', '"-Infinity"')
 
 
 def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
@@ -55,18 +63,57 @@ def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
 def reply_json(reply: Any, event: str, key: str) -> str:
     """The JSON text of a handler's ``reply`` to ``event``, to keep under ``key``.
 
+    A repeat gets this text back as JSON values, so it must hold them all:
+    infinities and NaN are written as ``Infinity``, ``-Infinity`` and ``NaN``.
+
     Raises:
-        UnstorableDataError: ``reply`` has no JSON form, so a repeat could not
+        UnstorableDataError: ``reply`` has no JSON form, or its JSON would not
+            give a repeat what it holds (a pydantic model whose config writes
+            an infinity or NaN as ``null`` or a string), so a repeat could not
             be answered with it.
     """
     try:
-        return _ANY.dump_json(reply).decode()
+        text = _KEPT.dump_json(reply).decode()
+        lost = _loses_non_finite_numbers(reply, text)
     except PydanticSerializationError as e:
         raise UnstorableDataError(
             f"event {event!r} was not delivered, nothing was saved: its handler's reply {reply!r} "
             f"must be kept for idempotency key {key!r}, but it does not serialise to JSON ({e}); "
             "return JSON values or a pydantic model, or send without an idempotency key"
         ) from None
+    if lost:
+        raise UnstorableDataError(
+            f"event {event!r} was not delivered, nothing was saved: its handler's reply {reply!r} "
+            f"must be kept for idempotency key {key!r}, but its JSON ({text}) turns an infinity or NaN "
+            "into null or a string, so a repeat would get another reply; give its model "
+            "model_config = ConfigDict(ser_json_inf_nan='constants'), reply with None or a finite number "
+            "instead, or send without an idempotency key"
+        )
+    return text
+
+
+def _loses_non_finite_numbers(reply: Any, text: str) -> bool:
+    """Whether ``text``, the kept JSON of ``reply``, holds fewer infinities and NaN than ``reply``.
+
+    Only a pydantic model can do that, by its own ``ser_json_inf_nan``; its
+    JSON values (``model_dump(mode="json")``) keep them, and a repeat must
+    get those.
+    """
+    if not any(mark in text for mark in _LOST_NUMBER_MARKS):
+        return False  # the common case: nothing could have been lost, no need to walk the reply
+    expected = _non_finite_count(to_jsonable_python(reply, inf_nan_mode="constants"))
+    return expected > 0 and _non_finite_count(json.loads(text)) < expected
+
+
+def _non_finite_count(value: Any) -> int:
+    """How many infinities and NaN JSON values hold."""
+    if isinstance(value, float):
+        return 0 if math.isfinite(value) else 1
+    if isinstance(value, list):
+        return sum(_non_finite_count(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_non_finite_count(item) for item in value.values())
+    return 0
 
 
 def reply_to_keep(digest: str, reply_json: str) -> str:

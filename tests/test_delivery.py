@@ -340,6 +340,48 @@ class Prepaid(Capped):
         )
 
 
+@dataclass
+class Echo:
+    """Takes "note" (any JSON values) for ever; each reply is the note's number and its payload."""
+
+    notes: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.For("noting", True, pf.Wait("notes", pf.OnEvent("note", self.note))))
+
+    def note(self, payload: Any) -> dict[str, Any]:
+        CALLS.append(f"note:{payload!r}")
+        self.notes += 1
+        return {"note": self.notes, "payload": payload}
+
+
+class Gauge(BaseModel):
+    """A reading as a model, which writes NaN as null in its JSON (pydantic's default)."""
+
+    ratio: float
+
+
+class ConstantGauge(Gauge):
+    """The same reading, whose JSON writes NaN as the constant ``NaN``."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+
+@dataclass
+class Meter:
+    """Takes "read" for ever; replies with a gauge of the model named by the payload, reading NaN."""
+
+    reads: int = 0
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.For("reading", True, pf.Wait("reads", pf.OnEvent("read", self.read))))
+
+    def read(self, model: str) -> Gauge:
+        CALLS.append(f"read:{model}")
+        self.reads += 1
+        return (ConstantGauge if model == "constant" else Gauge)(ratio=math.nan)
+
+
 WORKFLOWS = [
     Cart,
     EagerCart,
@@ -355,6 +397,8 @@ WORKFLOWS = [
     Parcel,
     Capped,
     Prepaid,
+    Echo,
+    Meter,
 ]
 
 
@@ -369,6 +413,13 @@ def _fresh_calls() -> None:
 @pytest.fixture
 async def engine(new_store: Callable[[], Store], clock: TestClock) -> AsyncIterator[Engine]:
     async with Engine(new_store(), workflows=WORKFLOWS, clock=clock) as e:
+        yield e
+
+
+@pytest.fixture
+async def on_sqlite(tmp_path: Path) -> AsyncIterator[Engine]:
+    """An engine on a SQLite file of its own: kept replies go through a real database's text."""
+    async with Engine(SQLiteStore(tmp_path / "idempotency.db"), workflows=WORKFLOWS) as e:
         yield e
 
 
@@ -606,6 +657,41 @@ async def test_an_idempotency_key_belongs_to_one_instance(engine: Engine) -> Non
 def test_an_infinite_or_nan_payload_is_not_the_same_request_as_none() -> None:
     digests = {request_digest("pay", "", 0, p) for p in (None, math.inf, -math.inf, math.nan, "Infinity")}
     assert len(digests) == 5
+
+
+async def test_a_repeat_gets_the_nan_and_infinities_of_the_first_reply(on_sqlite: Engine) -> None:
+    await on_sqlite.start(Echo(), id="e")
+    reading = {"ratio": math.nan, "peak": math.inf, "floor": -math.inf}
+    first = await on_sqlite.send("e", "note", reading, idempotency_key="k")
+    again = await on_sqlite.send("e", "note", reading, idempotency_key="k")
+    for reply in (first, again):
+        assert reply["note"] == 1
+        assert math.isnan(reply["payload"]["ratio"])
+        assert (reply["payload"]["peak"], reply["payload"]["floor"]) == (math.inf, -math.inf)
+    assert len(CALLS) == 1
+
+
+async def test_a_model_reply_whose_json_turns_nan_into_null_cannot_be_kept_and_nothing_is_saved(
+    on_sqlite: Engine,
+) -> None:
+    await on_sqlite.start(Meter(), id="m")
+    version = (await on_sqlite.store.get("m")).version
+    with pytest.raises(pf.UnstorableDataError, match=r"turns an infinity or NaN into null.*ser_json_inf_nan"):
+        await on_sqlite.send("m", "read", "default", idempotency_key="k")
+    assert (await on_sqlite.store.get("m")).version == version
+    assert await on_sqlite.store.reply("m", "k") is None
+    inst = await on_sqlite.get("m")
+    assert inst.data.reads == 0
+    assert [str(p) for p in inst.parked] == ["reads(read)"]
+
+
+async def test_a_model_reply_whose_json_writes_nan_as_a_constant_is_kept_for_a_repeat(
+    on_sqlite: Engine,
+) -> None:
+    await on_sqlite.start(Meter(), id="m")
+    assert math.isnan((await on_sqlite.send("m", "read", "constant", idempotency_key="k")).ratio)
+    assert math.isnan((await on_sqlite.send("m", "read", "constant", idempotency_key="k"))["ratio"])
+    assert CALLS == ["read:constant"]
 
 
 async def test_a_payload_with_no_json_form_cannot_be_sent_with_an_idempotency_key(engine: Engine) -> None:

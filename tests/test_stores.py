@@ -1150,7 +1150,7 @@ async def test_sqlite_upgrades_a_file_at_an_older_schema_version(tmp_path: Path)
         updated = await store.update(dataclasses.replace(_SCHEMA_1_RECORD, due_at=5.0, meta='{"inbox": []}'))
         claimed = await store.claim_due(5.0, limit=10, lease=60)
         assert [(r.id, r.version, r.due_at) for r in claimed] == [("o-1", updated.version + 1, 65.0)]
-    assert _sqlite_user_version(path) == len(_sqlite_schema.MIGRATIONS) == 2
+    assert _sqlite_user_version(path) == len(_sqlite_schema.MIGRATIONS) == 3
 
 
 @pytest.mark.anyio

@@ -61,4 +61,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "instances that are over, by the time of their last write, for retention",
+        (
+            # See the SQLite schema. IF NOT EXISTS: on a large table, an operator may build it
+            # beforehand with CREATE INDEX CONCURRENTLY (this one blocks writes while it builds).
+            # The price: updated_at, now indexed, changes with nearly every write, and an update
+            # that changes an indexed column is not a HOT update (one that leaves the indexes
+            # alone): with five-step runs, 14 % of updates stayed HOT (those within one
+            # millisecond of the last), down from 28 %; the time of the runs did not change.
+            "CREATE INDEX IF NOT EXISTS procflow_instance_over ON procflow_instance (updated_at)"
+            " WHERE status IN ('FINISHED', 'CANCELLED')",
+        ),
+    ),
 )

@@ -61,6 +61,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        3,
+        "instances that are over, by the time of their last write, for retention",
+        (
+            # What ``purge`` deletes, oldest first, as a range of this index: only finished
+            # and cancelled instances are in it, so live ones cost nothing here, and a purge
+            # never reads past the old ones (neither the live nor the recently finished).
+            "CREATE INDEX IF NOT EXISTS procflow_instance_over ON procflow_instance (updated_at)"
+            " WHERE status IN ('FINISHED', 'CANCELLED')",
+        ),
+    ),
 )
 
 

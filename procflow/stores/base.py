@@ -214,3 +214,27 @@ class Store(Protocol):
             StoreError: the database failed, or the store is not open.
         """
         ...
+
+    async def purge(self, before: float, *, limit: int) -> builtins.list[str]:
+        """Delete up to ``limit`` instances that are over and were last written before ``before``.
+
+        Over means status ``FINISHED`` or ``CANCELLED``: an instance that is
+        waiting, running or ``FAILED`` (it waits for a human) is never
+        deleted. ``before`` is a Unix timestamp compared with ``updated_at``
+        (to the millisecond); the oldest go first. Each instance goes with its
+        history and its kept replies, all in one transaction, and the
+        statement that deletes it checks its status and ``updated_at`` as it
+        deletes: an instance written meanwhile (by a worker, a send, an
+        ``edit``) is kept. Its id and correlation id are free again afterwards.
+        The look-up is an index range scan over the instances that are over,
+        however many are live; call it again until it returns fewer than
+        ``limit`` ids.
+
+        Returns the ids deleted (at most ``limit``), so that the caller can log
+        them, or delete rows of its own kept for those instances.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is NaN.
+            StoreError: the database failed, or the store is not open.
+        """
+        ...

@@ -22,6 +22,7 @@ from ._errors import (
 )
 from ._keys import check_key
 from ._listing import check_filters, check_limit, status_filter
+from ._purging import OVER, check_purge
 from .base import HistoryEntry, InstanceRecord, not_open
 
 __all__ = ["MemoryStore"]
@@ -279,6 +280,38 @@ class MemoryStore:
             return False
         self._instances[id] = dataclasses.replace(current, due_at=to_ms(until) / 1000)
         return True
+
+    async def purge(self, before: float, *, limit: int) -> builtins.list[str]:
+        """Delete up to ``limit`` finished or cancelled instances last written before ``before``.
+
+        Oldest first, each with its history and kept replies, at once (see
+        ``Store.purge``); their ids and correlation ids are free again.
+        Returns the ids deleted. It looks at every instance: a memory store
+        is for tests, not for many.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is NaN.
+            StoreError: the store is not open.
+        """
+        cutoff = check_purge(before, limit)
+        await self._ready()
+        old = sorted(
+            (
+                record
+                for record in self._instances.values()
+                if record.status in OVER and to_ms(record.updated_at) < cutoff
+            ),
+            key=lambda record: (record.updated_at, record.id),
+        )[:limit]
+        gone = {record.id for record in old}
+        for record in old:
+            del self._instances[record.id]
+            self._history.pop(record.id, None)
+            if record.correlation_id is not None:
+                del self._by_correlation[record.correlation_id]
+        for key in [key for key in self._replies if key[0] in gone]:
+            del self._replies[key]
+        return [record.id for record in old]
 
     def _check_correlation(self, record: InstanceRecord) -> None:
         if record.correlation_id is None:

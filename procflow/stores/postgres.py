@@ -45,6 +45,7 @@ from ._history import decode_entries, encode_entries
 from ._keys import check_key, storable
 from ._listing import check_filters, check_limit, page_query, status_filter
 from ._migrations import pending
+from ._purging import OVER_SQL, check_purge
 from .base import HistoryEntry, InstanceRecord, not_open
 
 if TYPE_CHECKING:
@@ -125,6 +126,20 @@ _CLAIM = (
     + ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
 )
 _RENEW = "UPDATE procflow_instance SET due_at = %s WHERE id = %s AND version = %s RETURNING k"
+# The old rows are locked as they are found, skipping those another transaction is writing
+# (a purge running beside this one takes others; a writer keeps its row). FOR UPDATE re-checks
+# a row that changed since the statement began against its newest version, and so does the
+# DELETE, which says the condition again: an instance written meanwhile stays.
+_PURGE = (
+    "WITH old AS (SELECT k FROM procflow_instance"
+    f" WHERE {OVER_SQL} AND updated_at < %(before)s ORDER BY updated_at LIMIT %(limit)s"
+    " FOR UPDATE SKIP LOCKED),"
+    " gone AS (DELETE FROM procflow_instance USING old WHERE procflow_instance.k = old.k"
+    f" AND {OVER_SQL} AND updated_at < %(before)s RETURNING procflow_instance.k, id),"
+    " h AS (DELETE FROM procflow_history WHERE k IN (SELECT k FROM gone)),"
+    " r AS (DELETE FROM procflow_reply WHERE k IN (SELECT k FROM gone))"
+    " SELECT id FROM gone"
+)
 
 
 def _update_sql(*, history: bool, reply: bool, moving: bool) -> str:
@@ -467,6 +482,23 @@ class PostgresStore:
         if not storable(id):  # no store keeps such an id
             return False
         return bool(await self._fetch(_RENEW, (to_ms(until), id, version)))
+
+    async def purge(self, before: float, *, limit: int) -> builtins.list[str]:
+        """Delete up to ``limit`` finished or cancelled instances last written before ``before``.
+
+        Oldest first, each with its history and kept replies, in one statement
+        and one commit (see ``Store.purge``), found as a range of the index of
+        instances that are over. Rows another transaction is writing are
+        skipped, not waited for, so purges running at once share the work.
+        Returns the ids deleted.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is NaN.
+            StoreError: the database failed or could not be reached, or the store is not open.
+        """
+        cutoff = check_purge(before, limit)
+        rows = await self._fetch(_PURGE, {"before": cutoff, "limit": limit})
+        return [as_text(row[0]) for row in rows]
 
     async def size_bytes(self) -> int:
         """Bytes used by the store's tables, indexes and TOAST data.

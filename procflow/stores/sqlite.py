@@ -40,6 +40,7 @@ from ._errors import (
 from ._history import decode_entries, encode_entries
 from ._keys import check_key, storable
 from ._listing import check_filters, check_limit, merge_by_id, page_query, status_filter
+from ._purging import OVER_SQL, check_purge
 from ._worker import SQLiteWorker
 from .base import HistoryEntry, InstanceRecord, not_open
 
@@ -75,6 +76,15 @@ _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES
 _INSERT_REPLY = "INSERT OR IGNORE INTO procflow_reply (k, key, reply) VALUES (?, ?, ?)"
 _CLAIM = "UPDATE procflow_instance SET due_at = ?, version = version + 1, updated_at = ? WHERE k = ?"
 _RENEW = "UPDATE procflow_instance SET due_at = ? WHERE id = ? AND version = ?"
+# INDEXED BY: without statistics SQLite would rather walk the status index, through every
+# finished instance, the recent ones too, while it holds the write lock.
+_PURGE = (
+    "DELETE FROM procflow_instance WHERE k IN (SELECT k FROM procflow_instance"
+    f" INDEXED BY procflow_instance_over WHERE {OVER_SQL} AND updated_at < ? ORDER BY updated_at LIMIT ?)"
+    " RETURNING k, id"
+)
+_PURGE_HISTORY = "DELETE FROM procflow_history WHERE k = ?"
+_PURGE_REPLIES = "DELETE FROM procflow_reply WHERE k = ?"
 
 
 class SQLiteStore:
@@ -453,6 +463,30 @@ class SQLiteStore:
             return connection.execute(_RENEW, params).rowcount == 1
 
         return await self._write(renew, f"renew the lease of instance {id!r}")
+
+    async def purge(self, before: float, *, limit: int) -> builtins.list[str]:
+        """Delete up to ``limit`` finished or cancelled instances last written before ``before``.
+
+        Oldest first, each with its history and kept replies, in one commit
+        (see ``Store.purge``). One ``DELETE`` finds and deletes the instances,
+        as a range of the index of instances that are over, under the write
+        lock: an instance written before it ran is judged as written. Returns
+        the ids deleted.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``before`` is NaN.
+            StoreError: the database failed, or the store is not open.
+        """
+        cutoff = check_purge(before, limit)
+
+        def purge(connection: sqlite3.Connection) -> builtins.list[str]:
+            gone = connection.execute(_PURGE, (cutoff, limit)).fetchall()
+            keys = [(key,) for key, _ in gone]
+            connection.executemany(_PURGE_HISTORY, keys)
+            connection.executemany(_PURGE_REPLIES, keys)
+            return [as_text(id) for _, id in gone]
+
+        return await self._write(purge, "purge instances that are over")
 
     async def size_bytes(self) -> int:
         """The size of the database: page count times page size, indexes included.

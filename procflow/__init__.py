@@ -34,6 +34,7 @@ from .hooks import RunHooks
 from .instance import Instance, InstanceSummary, Parking
 from .interpreter import Checkpoint, CheckpointType, Workflow, cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
+from .retention import PurgeNotSupported
 from .retry import Backoff, Retry
 from .state import (
     MAIN_THREAD,
@@ -115,6 +116,7 @@ __all__ = [
     "PayloadError",
     "PostgresStore",
     "ProcflowError",
+    "PurgeNotSupported",
     "ReentrantCallError",
     "Retry",
     "Return",

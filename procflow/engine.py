@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Self
 
 import anyio
@@ -64,6 +65,8 @@ from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import built_tree, cancel, handle_callback, resume
 from .observe import LoggingObserver, Observed, Observer
+from .retention import OnBatch
+from .retention import purge as purge_old
 from .retry import Retry
 from .session import Session
 from .state import (
@@ -732,6 +735,43 @@ class Engine:
                 await self.clock.sleep(poll_interval)
             else:
                 await anyio.lowlevel.checkpoint()  # a busy worker still notices cancellation
+
+    # -- retention -----------------------------------------------------------
+
+    async def purge(
+        self,
+        *,
+        older_than: timedelta | float,
+        batch: int = 1000,
+        dry_run: bool = False,
+        on_batch: OnBatch | None = None,
+    ) -> int:
+        """Delete the instances that finished or were cancelled ``older_than`` ago or longer; return how many.
+
+        ``older_than`` is a ``timedelta`` or seconds, counted back from the
+        engine's clock to the time an instance was last written. Each goes
+        with its history and its kept replies; its id and correlation id are
+        free again. Waiting, running and ``FAILED`` instances stay, however
+        old. It deletes ``batch`` instances per transaction, batch after
+        batch, until none is left, and tells ``on_batch`` (sync or async) the
+        ids of each batch once it is committed. Safe while workers and senders
+        run: each delete checks status and last write itself, so an instance
+        written meanwhile stays. ``dry_run`` counts them instead, deleting nothing.
+
+        Raises:
+            TypeError: ``older_than`` is no number or ``timedelta``, or ``batch`` no whole number.
+            ValueError: ``older_than`` is negative, NaN or infinite, or ``batch`` is below 1.
+            PurgeNotSupported: the store has no ``purge`` method (see ``Store.purge``).
+            StoreError: the store failed; the batches committed before stay deleted.
+        """
+        return await purge_old(
+            self.store,
+            self.clock.now(),
+            older_than=older_than,
+            batch=batch,
+            dry_run=dry_run,
+            on_batch=on_batch,
+        )
 
     # -- reading -------------------------------------------------------------
 

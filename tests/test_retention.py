@@ -2,7 +2,9 @@
 
 The stores stamp ``updated_at`` with the time of each write, so a test that
 needs instances on both sides of a cutoff writes some, takes a moment
-strictly after them (``a_moment``), then writes the others.
+strictly after them (``a_moment``), then writes the others. The engine's
+tests run it on a ``TestClock`` that starts at the real time, and move it on
+to make what they wrote old.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+import procflow as pf
+from procflow.errors import InstanceNotFound
 from procflow.stores import (
     HistoryEntry,
     InstanceRecord,
@@ -368,3 +373,238 @@ async def test_postgres_purge_skips_an_instance_another_transaction_is_writing_r
                 assert await store.purge(before, limit=100) == ["idle"]
             writer.rollback()
         assert await store.purge(before, limit=100) == ["busy"]
+
+
+# -- Engine.purge ---------------------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+@dataclass
+class Ticket:
+    """Parks on "close", which runs a step ("archive") that fails when ``broken``."""
+
+    broken: bool = False
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("triage", pf.OnEvent("close", self.close, pf.Step("archive", self.archive))))
+
+    def close(self) -> str:
+        return "closed"
+
+    def archive(self) -> None:
+        if self.broken:
+            raise RuntimeError("the archive is down")
+
+
+@pytest.fixture
+def clock() -> pf.TestClock:
+    """The engine's clock, at the real time (which the stores stamp their writes with) until moved."""
+    return pf.TestClock(time.time())
+
+
+@pytest.fixture
+async def engine(backend: Backend, clock: pf.TestClock) -> AsyncIterator[pf.Engine]:
+    async with pf.Engine(backend.make(), workflows=[Ticket], clock=clock, observers=[]) as opened:
+        yield opened
+
+
+async def statuses(engine: pf.Engine) -> dict[str, str]:
+    return {s.id: s.status async for s in engine.list()}
+
+
+async def test_engine_purge_removes_what_finished_or_was_cancelled_longer_ago_than_older_than(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    for id in ("finished", "cancelled", "waiting"):
+        await engine.start(Ticket(), id=id)
+    await engine.send("finished", "close")
+    await engine.cancel("cancelled", reason="duplicate")
+    assert await engine.purge(older_than=30 * DAY) == 0  # nothing is that old yet
+    clock.advance(31 * DAY)
+    assert await engine.purge(older_than=30 * DAY) == 2
+    assert await statuses(engine) == {"waiting": "WAITING"}
+    with pytest.raises(InstanceNotFound):
+        await engine.get("finished")
+
+
+async def test_engine_purge_takes_older_than_in_seconds_as_well(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    await engine.start(Ticket(), id="t")
+    await engine.send("t", "close")
+    clock.advance(3600)
+    assert await engine.purge(older_than=3601) == 0
+    assert await engine.purge(older_than=3599.5) == 1
+
+
+async def test_engine_purge_keeps_what_finished_more_recently_than_older_than(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    await engine.start(Ticket(), id="earlier")
+    await engine.send("earlier", "close")
+    await a_moment()
+    await engine.start(Ticket(), id="later")
+    await engine.send("later", "close")
+    later = await engine.get("later")
+    clock.set(later.updated_at + 30 * DAY.total_seconds())  # "later" finished 30 days ago, to the ms
+    assert await engine.purge(older_than=30 * DAY) == 1
+    assert await statuses(engine) == {"later": "FINISHED"}
+
+
+async def test_engine_purge_keeps_waiting_and_failed_instances_however_old(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    await engine.start(Ticket(), id="waiting")
+    await engine.start(Ticket(broken=True), id="failed")
+    await engine.send("failed", "close")  # delivered; the step after it fails for good
+    clock.advance(365 * DAY)
+    assert await engine.purge(older_than=0) == 0
+    assert await statuses(engine) == {"failed": "FAILED", "waiting": "WAITING"}
+
+
+async def test_engine_purge_deletes_batch_after_batch_until_none_is_left(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    for n in range(5):
+        await engine.start(Ticket(), id=f"t-{n}")
+        await engine.send(f"t-{n}", "close")
+    batches: list[list[str]] = []
+    clock.advance(DAY)
+    assert await engine.purge(older_than=DAY / 2, batch=2, on_batch=batches.append) == 5
+    assert [len(ids) for ids in batches] == [2, 2, 1]
+    assert sorted(id for ids in batches for id in ids) == [f"t-{n}" for n in range(5)]
+    assert await statuses(engine) == {}
+
+
+async def test_engine_purge_awaits_an_async_on_batch(engine: pf.Engine, clock: pf.TestClock) -> None:
+    await engine.start(Ticket(), id="t")
+    await engine.send("t", "close")
+    told: list[str] = []
+
+    async def on_batch(ids: list[str]) -> None:
+        await anyio.sleep(0)
+        told.extend(ids)
+
+    clock.advance(DAY)
+    await engine.purge(older_than=0, on_batch=on_batch)
+    assert told == ["t"]
+
+
+async def test_a_purged_instances_id_and_correlation_id_can_start_a_new_one(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    await engine.start(Ticket(), id="t-1", correlation_id="ticket-42")
+    await engine.send("ticket-42", "close", idempotency_key="close-1")
+    clock.advance(DAY)
+    assert await engine.purge(older_than=0) == 1
+    run = await engine.start(Ticket(), id="t-1", correlation_id="ticket-42")
+    assert run.status == pf.WorkflowStatus.WAITING
+    assert [h.kind for h in await engine.history("ticket-42")] == ["started", "setup"]
+    assert await engine.send("ticket-42", "close", idempotency_key="close-1") == "closed"  # ran, not kept
+    assert (await engine.get("t-1")).status == pf.WorkflowStatus.FINISHED
+
+
+async def test_engine_purge_dry_run_counts_what_it_would_delete_and_deletes_nothing(
+    engine: pf.Engine, clock: pf.TestClock
+) -> None:
+    for id in ("a", "b", "c"):
+        await engine.start(Ticket(), id=id)
+    await engine.send("a", "close")
+    await engine.cancel("b", reason="spam")
+    clock.advance(DAY)
+    assert await engine.purge(older_than=DAY / 2, dry_run=True) == 2
+    assert await engine.purge(older_than=2 * DAY, dry_run=True) == 0
+    assert len(await statuses(engine)) == 3
+
+
+@pytest.mark.parametrize(
+    ("older_than", "error"),
+    [
+        (-1, ValueError),
+        (-DAY, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("30d", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
+)
+async def test_engine_purge_refuses_an_age_that_is_no_finite_duration_and_deletes_nothing(
+    engine: pf.Engine, clock: pf.TestClock, older_than: Any, error: type[Exception]
+) -> None:
+    await engine.start(Ticket(), id="t")
+    await engine.send("t", "close")
+    clock.advance(DAY)
+    with pytest.raises(error, match="older_than"):
+        await engine.purge(older_than=older_than)
+    assert await statuses(engine) == {"t": "FINISHED"}
+
+
+@pytest.mark.parametrize(("batch", "error"), [(0, ValueError), (-5, ValueError), (2.5, TypeError)])
+async def test_engine_purge_refuses_a_batch_that_is_no_whole_number_above_0(
+    engine: pf.Engine, batch: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="batch"):
+        await engine.purge(older_than=DAY, batch=batch)
+
+
+class WithoutPurge:
+    """A store of the application's own, written before ``purge``: a SQLite store without it."""
+
+    def __init__(self, path: Path) -> None:
+        self._store = SQLiteStore(path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "purge":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+    def __repr__(self) -> str:
+        return "WithoutPurge()"
+
+
+async def test_a_store_without_purge_gets_purge_not_supported_saying_what_to_add(
+    tmp_path: Path, clock: pf.TestClock
+) -> None:
+    store: Any = WithoutPurge(tmp_path / "own.db")
+    async with pf.Engine(store, workflows=[Ticket], clock=clock, observers=[]) as engine:
+        await engine.start(Ticket(), id="t")
+        await engine.send("t", "close")
+        clock.advance(DAY)
+        with pytest.raises(pf.PurgeNotSupported, match=r"WithoutPurge\(\) has no purge\(before, \*, limit\)"):
+            await engine.purge(older_than=0)
+        assert (await engine.get("t")).status == pf.WorkflowStatus.FINISHED
+    assert issubclass(pf.PurgeNotSupported, pf.StoreError)
+
+
+async def test_a_purge_running_beside_senders_deletes_only_instances_whose_run_has_ended(
+    durable: Backend,
+) -> None:
+    ids = [f"t-{n:02}" for n in range(40)]
+    purged: list[str] = []
+    async with pf.Engine(durable.make(), workflows=[Ticket], observers=[]) as engine:  # the real clock
+        for id in ids:
+            await engine.start(Ticket(), id=id)
+        senders_done = anyio.Event()
+
+        async def purge_until_senders_are_done() -> None:
+            while not senders_done.is_set():
+                await engine.purge(older_than=0, batch=3, on_batch=purged.extend)
+                await anyio.sleep(0.001)
+
+        async def send(some: list[str]) -> None:
+            for id in some:
+                assert await engine.send(id, "close") == "closed"  # a purge mid-run would fail it
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(purge_until_senders_are_done)
+            async with anyio.create_task_group() as senders:
+                for k in range(4):
+                    senders.start_soon(send, ids[k::4])
+            senders_done.set()
+        left = await statuses(engine)
+    assert purged, "the purge ran beside the senders and found nothing: the test shows nothing"
+    assert len(purged) == len(set(purged))
+    assert sorted(purged + list(left)) == ids
+    assert set(left.values()) <= {"FINISHED"}

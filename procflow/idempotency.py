@@ -25,7 +25,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import IdempotencyKeyReused, PayloadError, UnstorableDataError
 
-__all__ = ["kept_reply", "reply_json", "reply_to_keep", "request_digest"]
+__all__ = ["RequestDigest", "kept_reply", "reply_json", "reply_to_keep", "request_digest"]
 
 # Infinities and NaN as JSON's non-standard constants, not null: a repeat gets
 # them back as they were (request digests write them the same way).
@@ -36,13 +36,34 @@ _DIGEST_LENGTH = 64
 _LOST_NUMBER_MARKS = ("null", '"NaN"', '"Infinity"', '"-Infinity"')
 
 
-def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
+class RequestDigest(str):
+    """A request's digest (64 hex digits), and the one it had before numbers were compared by value.
+
+    Digests written before then took ``100.0`` and ``100`` for other numbers.
+    ``legacy`` is that older digest when it differs (the payload holds a float
+    that is a whole number), so that a reply kept under it still answers a
+    repeat of its request; otherwise ``None``.
+    """
+
+    legacy: str | None
+
+    def __new__(cls, digest: str, legacy: str | None = None) -> RequestDigest:
+        self = super().__new__(cls, digest)
+        self.legacy = legacy
+        return self
+
+
+def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> RequestDigest:
     """A SHA-256 digest of a send's request, for telling a repeat from another request.
 
     The payload is taken as JSON values with the keys of its objects sorted,
-    so a repeat may list them in another order; infinities and NaN stay
-    themselves (not ``null``). A dict and its JSON text still differ: send a
-    payload in the same form each time.
+    so a repeat may list them in another order. Numbers are compared by value,
+    as JSON has one kind of number: a float that is a whole number counts as
+    that int (``100.0`` repeats ``100``, ``-0.0`` repeats ``0``), exactly, so
+    an int beyond 2**53 is not taken for the float nearest to it; ``True``
+    is not ``1``. Infinities and NaN stay themselves (not ``null``). A dict
+    and its JSON text still differ, as do two texts (a ``str`` payload may
+    reach its handler as it is): send a payload in the same form each time.
 
     Raises:
         PayloadError: the payload has no JSON form, so a repeat cannot be told
@@ -50,14 +71,45 @@ def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> str:
     """
     try:
         value = to_jsonable_python(payload, by_alias=False, inf_nan_mode="constants")
-        body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = _whole_floats_as_ints(value)
+        body = _json_text(canonical)
+        legacy = None if canonical is value else _json_text(value)
     except (PydanticSerializationError, TypeError, ValueError) as e:
         raise PayloadError(
             f"a payload sent with an idempotency key must have a JSON form, to tell a repeat from another "
             f"request; {payload!r} has none ({e}): send JSON values or a pydantic model"
         ) from None
-    request = json.dumps([event, thread_id, pc, body])
-    return hashlib.sha256(request.encode()).hexdigest()
+    return RequestDigest(
+        _digest(event, thread_id, pc, body),
+        None if legacy is None else _digest(event, thread_id, pc, legacy),
+    )
+
+
+def _json_text(value: Any) -> str:
+    """JSON values as compact text, the keys of objects sorted."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(event: str, thread_id: str, pc: int, body: str) -> str:
+    """The SHA-256 hex digest of a request whose payload's JSON text is ``body``."""
+    return hashlib.sha256(json.dumps([event, thread_id, pc, body]).encode()).hexdigest()
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """JSON values with each float that is a whole number as that (exact) int.
+
+    Returns ``value`` itself when nothing changes, so a payload without such
+    a float keeps the digest it always had.
+    """
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value  # is_integer() is False for inf and NaN
+    if isinstance(value, list):
+        items = [_whole_floats_as_ints(item) for item in value]
+        return items if any(new is not old for new, old in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        fields = {k: _whole_floats_as_ints(v) for k, v in value.items()}
+        return fields if any(fields[k] is not v for k, v in value.items()) else value
+    return value
 
 
 def reply_json(reply: Any, event: str, key: str) -> str:
@@ -124,13 +176,15 @@ def reply_to_keep(digest: str, reply_json: str) -> str:
 def kept_reply(kept: str, digest: str, key: str) -> str:
     """The reply JSON of stored text ``kept``, for a repeat whose request has ``digest``.
 
+    A ``RequestDigest`` also matches a reply kept under its ``legacy`` digest.
+
     Raises:
         IdempotencyKeyReused: ``kept`` answered another request.
     """
     head, newline, reply_json = kept.partition("\n")
     if not newline or len(head) != _DIGEST_LENGTH:
         return kept  # kept before requests were recorded
-    if head != digest:
+    if head != digest and (not isinstance(digest, RequestDigest) or head != digest.legacy):
         raise IdempotencyKeyReused(
             f"idempotency key {key!r} was first sent with another event or payload; a key names one "
             "request, and its reply is kept for that request only: send a new request with a new key"

@@ -7,6 +7,8 @@ throwaway cluster); handler calls are counted outside the workflow
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import subprocess
@@ -692,6 +694,59 @@ async def test_a_model_reply_whose_json_writes_nan_as_a_constant_is_kept_for_a_r
     assert math.isnan((await on_sqlite.send("m", "read", "constant", idempotency_key="k")).ratio)
     assert math.isnan((await on_sqlite.send("m", "read", "constant", idempotency_key="k"))["ratio"])
     assert CALLS == ["read:constant"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "repeat"),
+    [
+        (100, 100.0),
+        ({"cents": 100, "tags": [1, 2]}, {"tags": [1.0, 2e0], "cents": 1e2}),
+        (0, -0.0),
+        (2**60, float(2**60)),
+        (1.5, 15e-1),
+    ],
+)
+async def test_a_repeat_whose_numbers_are_written_another_way_is_the_same_request(
+    on_sqlite: Engine, payload: Any, repeat: Any
+) -> None:
+    await on_sqlite.start(Echo(), id="e")
+    first = await on_sqlite.send("e", "note", payload, idempotency_key="k")
+    assert await on_sqlite.send("e", "note", repeat, idempotency_key="k") == first
+    assert len(CALLS) == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (True, 1),
+        (False, 0),
+        (1.0, True),
+        (2**53 + 1, float(2**53)),
+        (10**300, 1e300),
+        (1.5, 1),
+        ("100", 100),
+        ("100", "100.0"),  # texts: a str payload may reach its handler as it is
+        (math.inf, 2**1024),
+    ],
+)
+def test_numbers_and_texts_that_differ_in_value_are_other_requests(one: Any, other: Any) -> None:
+    assert request_digest("pay", "", 0, one) != request_digest("pay", "", 0, other)
+
+
+@pytest.mark.parametrize(
+    ("payload", "body"),
+    [({"cents": 100}, '{"cents":100}'), ({"cents": 100.0}, '{"cents":100.0}'), (1.5, "1.5")],
+)
+async def test_a_reply_kept_by_earlier_versions_still_answers_the_repeat_of_its_request(
+    on_sqlite: Engine, payload: Any, body: str
+) -> None:
+    await on_sqlite.start(Echo(), id="e")
+    # The digest as procflow wrote it before numbers were compared by value.
+    digest = hashlib.sha256(json.dumps(["note", "", 0, body]).encode()).hexdigest()
+    record = await on_sqlite.store.get("e")
+    await on_sqlite.store.update(record, reply=("k", f'{digest}\n{{"note":1,"payload":{body}}}'))
+    assert await on_sqlite.send("e", "note", payload, idempotency_key="k") == {"note": 1, "payload": payload}
+    assert CALLS == []
 
 
 async def test_a_payload_with_no_json_form_cannot_be_sent_with_an_idempotency_key(engine: Engine) -> None:

@@ -405,6 +405,21 @@ async def test_a_send_repeated_with_its_idempotency_key_gets_the_first_reply_and
     assert (await env.engine.get("o-1")).version == version
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_a_send_repeated_with_a_number_of_its_body_written_another_way_is_the_same_request(
+    env: Env,
+) -> None:
+    await start_order(env, "o-1")
+    url = "/workflows/Order/instances/o-1/events/approve"
+    headers = {"Idempotency-Key": "webhook-81", "Content-Type": "application/json"}
+    first = await env.client.post(url, content=b'{"approver": "ann", "amount": 100}', headers=headers)
+    version = (await env.engine.get("o-1")).version
+    again = await env.client.post(url, content=b'{"approver": "ann", "amount": 1.0e2}', headers=headers)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    assert (await env.engine.get("o-1")).version == version
+
+
 async def test_an_idempotency_key_reused_with_another_body_is_422(env: Env) -> None:
     await start_order(env, "o-1")
     url, key = "/workflows/Order/instances/o-1/events/approve", {"Idempotency-Key": "webhook-81"}

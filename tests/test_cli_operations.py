@@ -1,4 +1,4 @@
-"""procflow check, goto, edit and graph --instance: run as a user runs them, on a SQLite file."""
+"""procflow check, goto, edit, graph --instance and purge: run as a user runs them, on a SQLite file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import ok, procflow, seed, seeded_app
+
+from procflow.cli.errors import CommandError
+from procflow.cli.operations import parse_age
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
@@ -353,3 +356,59 @@ def test_graph_svg_without_graphviz_says_to_install_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "--svg needs Graphviz's dot on PATH; install graphviz" in result.stderr
     assert not (tmp_path / "x.svg").exists()
+
+
+# -- purge --------------------------------------------------------------------------------------
+# The demo's store holds order-001 and order-002 FINISHED, order-003 CANCELLED, order-004 WAITING.
+
+
+def test_purge_removes_the_finished_and_cancelled_instances_older_than_the_age_and_says_how_many(
+    demo: Path,
+) -> None:
+    assert ok(demo, "purge", "--older-than", "30d").startswith("removed 0 finished or cancelled instance(s)")
+    out = ok(demo, "purge", "--older-than", "0")
+    assert out.startswith("removed 3 finished or cancelled instance(s) last written before ")
+    assert [line.split()[0] for line in ok(demo, "list").splitlines()[2:]] == ["order-004"]
+    assert "no instance has id or correlation id 'order-001'" in procflow(demo, "show", "order-001").stderr
+
+
+def test_purge_prints_how_many_are_gone_after_each_full_batch(demo: Path) -> None:
+    result = procflow(demo, "purge", "--older-than", "0s", "--batch", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["procflow purge: 2 removed so far"]
+    assert result.stdout.startswith("removed 3 ")
+
+
+def test_purge_dry_run_counts_what_it_would_remove_and_removes_nothing(demo: Path) -> None:
+    out = ok(demo, "purge", "--older-than", "0", "--dry-run")
+    assert out.startswith("would remove 3 finished or cancelled instance(s) last written before ")
+    assert len(ok(demo, "list").splitlines()[2:]) == 4
+
+
+@pytest.mark.parametrize("age", ["3x", "-1d", "30 days", "d", "", "1e3"])
+def test_purge_refuses_an_age_it_cannot_read_and_removes_nothing(demo: Path, age: str) -> None:
+    result = procflow(demo, "purge", f"--older-than={age}")
+    assert result.returncode == 2
+    assert "is not an age; write seconds, or a number with s, m, h or d" in result.stderr
+    assert len(ok(demo, "list").splitlines()[2:]) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("3600", 3600),
+        ("0", 0),
+        ("45s", 45),
+        ("90m", 5400),
+        ("12h", 43200),
+        ("30d", 2_592_000),
+        ("1.5d", 129_600),
+    ],
+)
+def test_an_age_is_seconds_or_a_number_with_s_m_h_or_d(text: str, seconds: float) -> None:
+    assert parse_age(text) == seconds
+
+
+def test_an_age_in_another_unit_is_a_command_error_listing_the_forms() -> None:
+    with pytest.raises(CommandError, match=r"'2w' is not an age; .* 3600, 90m, 12h, 30d"):
+        parse_age("2w")

@@ -82,6 +82,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _age(text: str) -> float:
+    try:
+        return operations.parse_age(text)
+    except CommandError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _status(text: str) -> str:
     value = text.upper()
     if value not in WorkflowStatus.__members__:
@@ -192,6 +199,21 @@ def _parser() -> argparse.ArgumentParser:
         help="a field and its new value as JSON (repeatable)",
     )
     _who_why(p)
+
+    p = command(
+        "purge", "delete instances that finished or were cancelled over --older-than ago, with their history"
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=_age,
+        metavar="AGE",
+        help="since their last change: seconds, or with s, m, h or d (30d, 12h, 90m, 3600)",
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=1000, help="instances deleted per transaction (default 1000)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count them")
 
     p = command("serve", "serve the instances over HTTP (needs procflow[http])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -371,6 +393,8 @@ async def _run(args: argparse.Namespace, style: Style) -> int:
             changes = operations.parse_sets(args.sets)
             who = args.who or operations.default_who()
             await operations.edit(engine, args.id, changes, who=who, why=args.why, style=style)
+        elif args.command == "purge":
+            await operations.purge(engine, older_than=args.older_than, batch=args.batch, dry_run=args.dry_run)
         elif args.command == "demo":
             await run_demo(
                 engine, where=_describe_store(engine.store), style=style, db=_demo_db(args, engine)

@@ -1,17 +1,20 @@
-"""Operating in-flight instances from the command line: check, goto, edit, graph.
+"""Operating stored instances from the command line: check, goto, edit, graph, purge.
 
 ``check`` tells whether the current definitions would strand stored
 instances (before a deploy); ``goto`` and ``edit`` repair one instance, with
 who and why in its history; ``graph`` draws a definition, optionally with
-where an instance is and what it did, as Mermaid or (with Graphviz) SVG.
+where an instance is and what it did, as Mermaid or (with Graphviz) SVG;
+``purge`` deletes the instances that finished or were cancelled long enough ago.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from ..instance import Instance
 from ..state import ThreadStatus
 from ..statements import Stmt
 from .errors import CommandError
-from .outcome import retry_note
+from .outcome import retry_note, when
 from .table import Style
 
 __all__ = [
@@ -34,7 +37,9 @@ __all__ = [
     "edit",
     "goto",
     "instance_highlight",
+    "parse_age",
     "parse_sets",
+    "purge",
     "show_graph",
     "where",
 ]
@@ -176,3 +181,45 @@ def show_graph(definition: Stmt, highlight: Mapping[str, str] | None, svg: str |
     except OSError as e:
         raise CommandError(f"--svg {svg}: cannot write it ({e.strerror or e}); write it elsewhere") from e
     print(f"wrote {svg}")
+
+
+_AGE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> float:
+    """An age as ``--older-than`` takes it, in seconds: ``3600``, ``45s``, ``90m``, ``12h``, ``30d``.
+
+    Raises:
+        CommandError: it is none of these (a negative number, another unit, ...).
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        raise CommandError(
+            f"{text!r} is not an age; write seconds, or a number with s, m, h or d: 3600, 90m, 12h, 30d, 1.5d"
+        )
+    number, unit = match.groups()
+    return float(number) * _UNIT_SECONDS[unit]
+
+
+async def purge(engine: Engine, *, older_than: float, batch: int, dry_run: bool) -> None:
+    """Delete the instances that finished or were cancelled ``older_than`` seconds ago; print how many.
+
+    After each full batch (more may follow) it prints to standard error how
+    many are gone so far. With ``dry_run``, it prints how many would go.
+    """
+    before = when(engine.clock.now() - older_than)
+    if dry_run:
+        count = await engine.purge(older_than=older_than, batch=batch, dry_run=True)
+        print(f"would remove {count} finished or cancelled instance(s) last written before {before}")
+        return
+    removed = 0
+
+    def progress(ids: list[str]) -> None:
+        nonlocal removed
+        removed += len(ids)
+        if len(ids) == batch:
+            print(f"procflow purge: {removed} removed so far", file=sys.stderr, flush=True)
+
+    count = await engine.purge(older_than=older_than, batch=batch, on_batch=progress)
+    print(f"removed {count} finished or cancelled instance(s) last written before {before}")

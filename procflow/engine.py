@@ -60,7 +60,7 @@ from .errors import (
     describe_exception,
 )
 from .handlers import FunctionHandler
-from .idempotency import kept_reply, reply_json, reply_to_keep, request_digest
+from .idempotency import RequestDigest, kept_reply, reply_json, reply_to_keep, request_digest
 from .ids import new_id
 from .instance import Instance, InstanceSummary, summarize
 from .interpreter import built_tree, cancel, handle_callback, resume
@@ -389,7 +389,7 @@ class Engine:
                 ``conflict_retries`` attempts.
         """
         req = CallbackRequest(name=event, thread_id=thread_id, pc=pc)
-        digest = "" if idempotency_key is None else request_digest(event, thread_id, pc, payload)
+        digest = None if idempotency_key is None else request_digest(event, thread_id, pc, payload)
         with use_clock(self.clock):
             async with self._turn(key) as session:
                 return await self._send(session, req, payload, buffer, idempotency_key, digest)
@@ -401,13 +401,13 @@ class Engine:
         payload: Any,
         buffer: bool | None,
         idempotency_key: str | None,
-        digest: str,
+        digest: RequestDigest | None,
     ) -> Any:
         """``send`` on the loaded ``session``, whose turn the caller holds."""
         for attempt in range(self.conflict_retries):
             if attempt:
                 session = await self._reload(session)
-            if idempotency_key is not None:
+            if idempotency_key is not None and digest is not None:
                 # Checked on every attempt: a racing repeat may have won meanwhile.
                 kept = await self.store.reply(session.id, idempotency_key)
                 if kept is not None:
@@ -418,7 +418,7 @@ class Engine:
             except ConflictError:
                 continue
             buffered = reply is _BUFFERED
-            if idempotency_key is not None:
+            if idempotency_key is not None and digest is not None:
                 kept_json = "null" if buffered else reply_json(reply, req.name, idempotency_key)
                 session.reply = (idempotency_key, reply_to_keep(digest, kept_json))
             try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter
@@ -36,7 +37,8 @@ _DIGEST_LENGTH = 64
 _LOST_NUMBER_MARKS = ("null", '"NaN"', '"Infinity"', '"-Infinity"')
 
 
-class RequestDigest(str):
+@dataclass(frozen=True)
+class RequestDigest:
     """A request's digest (64 hex digits), and the one it had before numbers were compared by value.
 
     Digests written before then took ``100.0`` and ``100`` for other numbers.
@@ -45,12 +47,12 @@ class RequestDigest(str):
     repeat of its request; otherwise ``None``.
     """
 
-    legacy: str | None
+    current: str
+    legacy: str | None = None
 
-    def __new__(cls, digest: str, legacy: str | None = None) -> RequestDigest:
-        self = super().__new__(cls, digest)
-        self.legacy = legacy
-        return self
+    def matches(self, kept: str) -> bool:
+        """Whether ``kept``, the digest a reply was kept under, is this request's."""
+        return kept == self.current or (self.legacy is not None and kept == self.legacy)
 
 
 def request_digest(event: str, thread_id: str, pc: int, payload: Any) -> RequestDigest:
@@ -168,15 +170,14 @@ def _non_finite_count(value: Any) -> int:
     return 0
 
 
-def reply_to_keep(digest: str, reply_json: str) -> str:
+def reply_to_keep(digest: RequestDigest, reply_json: str) -> str:
     """The text to store for a reply to the request of ``digest``."""
-    return f"{digest}\n{reply_json}"
+    return f"{digest.current}\n{reply_json}"
 
 
-def kept_reply(kept: str, digest: str, key: str) -> str:
-    """The reply JSON of stored text ``kept``, for a repeat whose request has ``digest``.
-
-    A ``RequestDigest`` also matches a reply kept under its ``legacy`` digest.
+def kept_reply(kept: str, digest: RequestDigest, key: str) -> str:
+    """The reply JSON of stored text ``kept``, for a repeat whose request has ``digest``
+    (its current digest, or its ``legacy`` one).
 
     Raises:
         IdempotencyKeyReused: ``kept`` answered another request.
@@ -184,7 +185,7 @@ def kept_reply(kept: str, digest: str, key: str) -> str:
     head, newline, reply_json = kept.partition("\n")
     if not newline or len(head) != _DIGEST_LENGTH:
         return kept  # kept before requests were recorded
-    if head != digest and (not isinstance(digest, RequestDigest) or head != digest.legacy):
+    if not digest.matches(head):
         raise IdempotencyKeyReused(
             f"idempotency key {key!r} was first sent with another event or payload; a key names one "
             "request, and its reply is kept for that request only: send a new request with a new key"

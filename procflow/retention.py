@@ -83,6 +83,8 @@ async def purge(
 ) -> int:
     """Delete the instances of ``store`` that are over and were last written ``older_than`` before ``now``.
 
+    ``now`` is the engine's clock; ``updated_at`` is stamped by the store with
+    the system's time, so the two agree unless a test clock was set elsewhere.
     Batch after batch of at most ``batch`` instances, each deleted with its
     history and kept replies in one transaction, until a batch comes back
     short; ``on_batch`` (sync or async) is told the ids of each one, once it

@@ -35,11 +35,13 @@ class Failure(BaseModel):
 
 
 def _retries_per_thread(data: dict[str, Any]) -> dict[str, Any]:
-    # Stored before per-thread retries: one "retry_at" for one "retry_thread".
+    # Stored before per-thread retries: one "retry_at" for one "retry_thread". Rows older
+    # still name no thread: their retry is dropped (no thread could ever clear it, and the
+    # row's due time still brings a worker at that time).
     if "retry_at" in data:
         data = dict(data)
         retry_at, thread = data.pop("retry_at"), data.pop("retry_thread", "")
-        if retry_at is not None:
+        if retry_at is not None and thread:
             data.setdefault("retries", {thread: retry_at})
     return data
 

@@ -441,16 +441,27 @@ class Engine:
     async def resume(self, key: str) -> Instance[Any]:
         """Catch the instance up: deliver overdue timers, run what is runnable.
 
-        A step waiting for its retry's backoff is not run early.
+        A step waiting for its retry's backoff is not run early. When another
+        process saves the instance meanwhile, it is caught up again from what
+        that process saved.
 
         Raises:
             InstanceNotFound: no instance has that id or correlation id.
+            ConflictError: the instance changed on every one of
+                ``conflict_retries`` attempts.
         """
         with use_clock(self.clock):
             async with self._turn(key) as session:
-                session = await self._catch_up(session)
-                await session.commit_if_changed()
-                return session.instance()
+                for attempt in range(self.conflict_retries):
+                    if attempt:
+                        session = await self._reload(session)
+                    try:
+                        session = await self._catch_up(session)
+                        await session.commit_if_changed()
+                    except ConflictError:
+                        continue
+                    return session.instance()
+        raise ConflictError(f"instance {key!r} changed on every attempt to catch it up; try again")
 
     async def retry(self, key: str) -> Instance[Any]:
         """Try a ``FAILED`` instance's failed step again, now.
@@ -912,19 +923,31 @@ class Engine:
     async def _work_on(self, record: InstanceRecord) -> None:
         """A worker claimed ``record``: catch it up, and store its next due time."""
         async with self._turns.take(record.id) as waited:
+            claimed = True
             if waited:
-                record = await self.store.get(record.id)
-            await self._work_on_claimed(record)
+                fresh = await self.store.get(record.id)
+                claimed = fresh.version == record.version
+                record = fresh
+            await self._work_on_claimed(record, claimed=claimed)
 
-    async def _work_on_claimed(self, record: InstanceRecord) -> None:
+    async def _work_on_claimed(self, record: InstanceRecord, *, claimed: bool = True) -> None:
+        """Catch up a claimed instance (``claimed``: the row is as the claim left it).
+
+        Once someone else saved the row since the claim, it is theirs: it is
+        worked on only if it is due now, as what they saved says, and a run
+        of it counts as abandoned only once its own due time passed.
+        """
         for _ in range(self.conflict_retries):
+            if not claimed and (record.due_at is None or record.due_at > self.clock.now()):
+                return  # someone else holds it (a run of theirs), or nothing of it is due
             session = self._decode(record)
             try:
-                session = await self._catch_up(session, abandoned=True)
+                session = await self._catch_up(session, abandoned=claimed)
                 if not session.committed:
                     await session.commit()  # the claim moved due_at; put the real one back
             except ConflictError:
                 record = await self.store.get(record.id)
+                claimed = False
                 continue
             return
 

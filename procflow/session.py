@@ -30,6 +30,9 @@ __all__ = ["Session"]
 
 _RUNNABLE = (ThreadStatus.EXECUTING, ThreadStatus.RESUMING)
 
+# Statuses of an instance whose run is over: nothing is due for it.
+_OVER = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+
 # Event statuses of a parking still waiting for its event.
 _PARKED = (WaitEventStatus.PENDING_SETUP, WaitEventStatus.SETUP, WaitEventStatus.SETUP_ERROR)
 
@@ -106,10 +109,19 @@ class Session(RunHooks):
         never_stored = self.version == 0 and self.state.status == WorkflowStatus.WAITING
         cancel_unstored = self.state.cancelling and not self.cancel_stored
         if self.effect_ran or never_stored or cancel_unstored:
-            await self.commit()
+            await self._commit_holding()
         elif self.version:
             await self._hold_for_a_step()
         self.effect_ran = True
+
+    async def _commit_holding(self) -> None:
+        """Commit, holding the row for ``stale_after`` whatever is due: an effect is about
+        to run (a retried step, say, whose retry time would make the row due at once)."""
+        self.holding = True
+        try:
+            await self.commit()
+        finally:
+            self.holding = False
 
     async def _hold_for_a_step(self) -> None:
         """Make sure no worker takes the instance while the coming effect runs.
@@ -118,7 +130,9 @@ class Session(RunHooks):
         deliver an event holds until its next timer: an effect run under either
         could run again in another worker. So, unless the row is held for
         half of ``stale_after`` more, it is held for ``stale_after`` (the
-        contract: no step runs longer) before the effect runs.
+        contract: no step runs longer) before the effect runs. Holding takes
+        the row (its version grows): of two processes that loaded one version,
+        only one runs the effect.
 
         Raises:
             ConflictError: someone else saved the instance since it was loaded.
@@ -130,17 +144,14 @@ class Session(RunHooks):
             return
         renew = getattr(self.engine.store, "renew_lease", None)
         if renew is None:  # a store of the application's own, older than the method
-            self.holding = True
-            try:
-                await self.commit()
-            finally:
-                self.holding = False
+            await self._commit_holding()
             return
         if not await renew(self.state.id, self.version, now + stale_after):
             raise ConflictError(
                 f"instance {self.state.id!r} was saved by someone else since this run loaded it; "
                 "its step did not run here, and runs from what they saved"
             )
+        self.version += 1
         self.held_until = now + stale_after
 
     def may_run(self, thread: str) -> bool:
@@ -186,6 +197,8 @@ class Session(RunHooks):
         """When a worker should next look at the instance, or ``None``."""
         if self.meta.failure is not None:
             return None
+        if self.state.status in _OVER and not self.state.cancelling:
+            return None
         if self.state.cancelling or self.holding or (self.run_in_flight() and not self.left_to_worker):
             # A run or a cancel in progress: if its process dies, a worker carries it on once
             # it looks abandoned. Until then nothing else is due: a timer or a retry whose time
@@ -195,7 +208,7 @@ class Session(RunHooks):
         due = [at for t in self.state.threads for e in t.wait_events if (at := timer_due_at(e)) is not None]
         if self.meta.retry_at is not None:
             due.append(self.meta.retry_at)
-        elif self.state.status == WorkflowStatus.WAITING and self.setups_pending():
+        if self.setups_pending():
             due.append(now + self.engine.setup_retry_delay)
         return min(due) if due else None
 
@@ -219,6 +232,10 @@ class Session(RunHooks):
         now = self.engine.clock.now()
         if self.meta.rejected:
             self._forget_left_parkings()
+        if self.state.status in _OVER:
+            # Nothing runs any more: no retry can come, no failure count be cleared.
+            self.meta.retries = {}
+            self.meta.attempts = {}
         record = InstanceRecord(
             id=self.state.id,
             workflow=self.wtype.name,

@@ -835,11 +835,21 @@ async def test_an_update_from_before_a_claim_raises_conflict(store: Store) -> No
 
 
 @pytest.mark.anyio
-async def test_renew_lease_moves_due_at_alone_so_an_update_at_the_same_version_succeeds(store: Store) -> None:
+async def test_renew_lease_moves_due_at_and_the_version_alone(store: Store) -> None:
     loaded = await store.insert(dataclasses.replace(record(correlation_id="c-1"), due_at=10.0, meta="{}"))
     assert await store.renew_lease("o-1", 1, 500.0126) is True
-    assert await store.get("o-1") == dataclasses.replace(loaded, due_at=500.013)
-    assert (await store.update(dataclasses.replace(loaded, due_at=None))).version == 2
+    assert await store.get("o-1") == dataclasses.replace(loaded, due_at=500.013, version=2)
+    assert (await store.update(dataclasses.replace(loaded, version=2, due_at=None))).version == 3
+
+
+@pytest.mark.anyio
+async def test_of_two_renew_leases_at_one_version_only_the_first_holds_the_row(store: Store) -> None:
+    loaded = await store.insert(dataclasses.replace(record(), due_at=10.0))
+    assert await store.renew_lease("o-1", loaded.version, 500.0) is True
+    assert await store.renew_lease("o-1", loaded.version, 600.0) is False
+    with pytest.raises(ConflictError):
+        await store.update(loaded)
+    assert (await store.get("o-1")).due_at == 500.0
 
 
 @pytest.mark.anyio

@@ -194,21 +194,22 @@ class Store(Protocol):
         ...
 
     async def renew_lease(self, id: str, version: int, until: float) -> bool:
-        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+        """Hold instance ``id`` until ``until``, if it is still at ``version``.
 
-        The heartbeat of a long run: the engine runs the instance from the row
-        it loaded or last committed at ``version``, and while a step runs for
-        longer than a worker's lease (or the engine's ``stale_after``) it
-        pushes the due time on, so that no worker takes the run for abandoned
-        and runs the step a second time. One write of one column: the
-        version, ``updated_at``, data, state, meta and history stay as they
-        are, so the run's next ``update`` at ``version`` still succeeds.
-        ``until`` is kept like any due time (to the millisecond, clamped).
+        The engine runs the instance from the row it loaded or last committed
+        at ``version``; before a step runs on a row held for less than the
+        engine's ``stale_after`` (a worker's claim holds it for its lease
+        only), it moves the row's due time to ``until``, so that no worker
+        takes the run for abandoned and runs the step a second time. The
+        version grows by one, as at a claim, so of two processes that loaded
+        one version only one holds the row: the other's hold (and any
+        ``update`` at ``version``) fails. Nothing else changes (``updated_at``,
+        data, state, meta and history stay). ``until`` is kept like any due
+        time (to the millisecond, clamped).
 
-        Returns ``True`` if the due time moved, ``False`` (changing nothing)
-        if the stored version differs or there is no such instance (a key no
-        store can keep included): the caller's next ``update`` then raises
-        the conflict.
+        Returns ``True`` if the row is now held, at ``version + 1``; ``False``
+        (changing nothing) if the stored version differs or there is no such
+        instance (a key no store can keep included).
 
         Raises:
             StoreError: the database failed, or the store is not open.

@@ -264,10 +264,9 @@ class MemoryStore:
         return claimed
 
     async def renew_lease(self, id: str, version: int, until: float) -> bool:
-        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+        """Hold instance ``id`` until ``until`` if it is still at ``version`` (see ``Store.renew_lease``).
 
-        A long run's heartbeat, so that no worker takes it for abandoned (see
-        ``Store.renew_lease``): only ``due_at`` changes, not the version.
+        ``due_at`` moves and the version grows by one; nothing else changes.
         Returns ``False``, changing nothing, if the version differs or there
         is no such instance.
 
@@ -278,7 +277,7 @@ class MemoryStore:
         current = self._instances.get(id)
         if current is None or current.version != version:
             return False
-        self._instances[id] = dataclasses.replace(current, due_at=to_ms(until) / 1000)
+        self._instances[id] = dataclasses.replace(current, due_at=to_ms(until) / 1000, version=version + 1)
         return True
 
     async def purge(self, before: float, *, limit: int) -> builtins.list[str]:

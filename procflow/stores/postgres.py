@@ -125,7 +125,10 @@ _CLAIM = (
     " FROM due WHERE i.k = due.k RETURNING due.due_at, "
     + ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
 )
-_RENEW = "UPDATE procflow_instance SET due_at = %s WHERE id = %s AND version = %s RETURNING k"
+_RENEW = (
+    "UPDATE procflow_instance SET due_at = %s, version = version + 1"
+    " WHERE id = %s AND version = %s RETURNING k"
+)
 # The old rows are locked as they are found, skipping those another transaction is writing
 # (a purge running beside this one takes others; a writer keeps its row). FOR UPDATE re-checks
 # a row that changed since the statement began against its newest version, and so does the
@@ -468,13 +471,11 @@ class PostgresStore:
         return [record_from_row(row[1:]) for row in rows]
 
     async def renew_lease(self, id: str, version: int, until: float) -> bool:
-        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+        """Hold instance ``id`` until ``until`` if it is still at ``version`` (see ``Store.renew_lease``).
 
-        A long run's heartbeat, so that no worker takes it for abandoned (see
-        ``Store.renew_lease``): one ``UPDATE`` of ``due_at`` alone, one round
-        trip and one commit; the version and everything else stay. Returns
-        ``False``, changing nothing, if the version differs or there is no
-        such instance.
+        One ``UPDATE`` of ``due_at`` and the version (which grows by one), one
+        round trip and one commit; everything else stays. Returns ``False``,
+        changing nothing, if the version differs or there is no such instance.
 
         Raises:
             StoreError: the database failed or could not be reached, or the store is not open.

@@ -75,7 +75,7 @@ _INSERT_HISTORY = "INSERT INTO procflow_history (k, version, at, entries) VALUES
 # The first reply kept for a key stays: a key names one delivery, whatever retries follow.
 _INSERT_REPLY = "INSERT OR IGNORE INTO procflow_reply (k, key, reply) VALUES (?, ?, ?)"
 _CLAIM = "UPDATE procflow_instance SET due_at = ?, version = version + 1, updated_at = ? WHERE k = ?"
-_RENEW = "UPDATE procflow_instance SET due_at = ? WHERE id = ? AND version = ?"
+_RENEW = "UPDATE procflow_instance SET due_at = ?, version = version + 1 WHERE id = ? AND version = ?"
 # INDEXED BY: without statistics SQLite would rather walk the status index, through every
 # finished instance, the recent ones too, while it holds the write lock.
 _PURGE = (
@@ -445,12 +445,11 @@ class SQLiteStore:
         return await self._write(claim, "claim due instances")
 
     async def renew_lease(self, id: str, version: int, until: float) -> bool:
-        """Move the ``due_at`` of instance ``id`` to ``until`` if it is still at ``version``.
+        """Hold instance ``id`` until ``until`` if it is still at ``version`` (see ``Store.renew_lease``).
 
-        A long run's heartbeat, so that no worker takes it for abandoned (see
-        ``Store.renew_lease``): one ``UPDATE`` of ``due_at`` alone, in one
-        commit; the version and everything else stay. Returns ``False``,
-        changing nothing, if the version differs or there is no such instance.
+        One ``UPDATE`` of ``due_at`` and the version (which grows by one), in
+        one commit; everything else stays. Returns ``False``, changing
+        nothing, if the version differs or there is no such instance.
 
         Raises:
             StoreError: the database failed, or the store is not open.

@@ -547,6 +547,8 @@ class Engine:
             WorkflowFinishedError: the instance is finished or cancelled, or being cancelled.
             DefinitionError: no thread ``thread``, no Step/Wait/WaitFor ``step``,
                 or the instance's ``definition()`` raised.
+            ConflictError: another process saved the instance meanwhile (a worker
+                ran it); nothing is moved: look at it again and repeat the move.
         """
         with use_clock(self.clock):
             async with self._turn(key) as session:
@@ -636,6 +638,8 @@ class Engine:
             InstanceNotFound: no instance has that id or correlation id.
             WorkflowFinishedError: the instance is finished or cancelled.
             PayloadError: the changed data does not validate (nothing is saved).
+            ConflictError: another process saved the instance meanwhile (a worker
+                ran it); nothing is saved: look at it again and repeat the edit.
         """
         with use_clock(self.clock):
             async with self._turn(key, load_data=False) as session:

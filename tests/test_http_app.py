@@ -5,6 +5,8 @@ Every error is RFC 9457 problem details named after the procflow error.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -303,6 +305,32 @@ async def test_a_start_under_an_old_name_of_a_class_links_to_the_instance_under_
         assert (r.status_code, r.json()["workflow"]) == (201, "Order")
         assert r.headers["location"] == "/workflows/Order/instances/o-1" == r.json()["url"]
         assert (await c.get(r.headers["location"])).status_code == 200
+
+
+@dataclass
+class Ratio:
+    """Parks on "measure", whose reply holds a NaN and an infinity."""
+
+    def definition(self) -> pf.Section:
+        return pf.S(pf.Wait("measuring", pf.OnEvent("measure", lambda: {"ratio": math.nan, "top": math.inf})))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("key", [{}, {"Idempotency-Key": "m-1"}], ids=["once", "kept for a repeat"])
+async def test_a_reply_holding_nan_or_an_infinity_is_sent_as_strict_json_with_null(
+    env: Env, key: dict[str, str]
+) -> None:
+    engine = pf.Engine(env.engine.store, [Ratio])
+    app = create_app(engine, open_engine=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        assert (await c.post("/workflows/Ratio/instances", params={"id": "r-1"})).status_code == 201
+        r = await c.post("/workflows/Ratio/instances/r-1/events/measure", headers=key)
+    assert r.status_code == 200, r.text
+    assert json.loads(r.text, parse_constant=_refuse_constant) == {"ratio": None, "top": None}
 
 
 async def test_list_items_link_to_their_instance(env: Env) -> None:

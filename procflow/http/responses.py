@@ -23,10 +23,14 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """``value`` as JSON (pydantic-serialisable values; anything else as its ``str``)."""
-    return Response(
-        to_json(value, fallback=str), status_code=status, headers=headers, media_type="application/json"
-    )
+    """``value`` as JSON (pydantic-serialisable values; anything else as its ``str``).
+
+    Infinities and NaN, which JSON has no way to write, are ``null``: strict
+    JSON parsers (a browser's, most webhooks') refuse the bare ``NaN`` that
+    Python writes.
+    """
+    body = to_json(value, fallback=str, inf_nan_mode="null")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def model_response(

@@ -24,16 +24,16 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from store_helpers import backend_of, stores_fixture  # noqa: F401
 
 import procflow as pf
 from procflow import TestClock
 from procflow.engine import Engine
-from procflow.stores import HistoryEntry, InstanceRecord, MemoryStore, PostgresStore, SQLiteStore, Store
+from procflow.stores import HistoryEntry, InstanceRecord, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -54,25 +54,6 @@ def _fresh_globals() -> None:
     CALLS.clear()
     GATES.clear()
     HOLDS.clear()
-
-
-def _make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], Store]:
-    """A factory of stores sharing one database (one MemoryStore object for memory)."""
-    if kind == "memory":
-        shared = MemoryStore()
-        return lambda: shared
-    if kind == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "claims.db")
-    dsn = request.getfixturevalue("postgres_database")
-    return lambda: PostgresStore(dsn, max_size=2)
-
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    return _make_store(request.param, tmp_path, request)
 
 
 @pytest.fixture

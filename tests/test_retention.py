@@ -13,7 +13,7 @@ import dataclasses
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,13 +21,19 @@ from typing import Any
 
 import anyio
 import pytest
+from store_helpers import (  # noqa: F401
+    Backend,
+    backend_fixture,
+    durable_fixture,
+    opened,
+    store_fixture,
+)
 
 import procflow as pf
 from procflow.errors import InstanceNotFound
 from procflow.stores import (
     HistoryEntry,
     InstanceRecord,
-    MemoryStore,
     PostgresStore,
     SQLiteStore,
     Store,
@@ -38,71 +44,6 @@ from procflow.stores import (
 )
 
 pytestmark = pytest.mark.anyio
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@dataclass
-class Backend:
-    """One kind of store: how to make one, and (for a database) how to read its tables directly."""
-
-    name: str
-    make: Callable[[], Store]
-    where: str = ""  # the SQLite file, or the PostgreSQL DSN
-
-    def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        if self.name == "sqlite":
-            with sqlite3.connect(self.where) as connection:
-                rows = connection.execute(sql).fetchall()
-            connection.close()
-            return rows
-        import psycopg
-
-        with psycopg.connect(self.where) as pg:
-            return pg.execute(sql).fetchall()  # type: ignore[arg-type]
-
-
-def _backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Backend:
-    if name == "memory":
-        shared = MemoryStore()
-        return Backend(name, lambda: shared)
-    if name == "sqlite":
-        path = tmp_path / "store.db"
-        return Backend(name, lambda: SQLiteStore(path), str(path))
-    dsn = request.getfixturevalue("postgres_database")
-    return Backend(name, lambda: PostgresStore(dsn, max_size=4), dsn)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """Every store."""
-    return _backend(request, tmp_path, request.param)
-
-
-@pytest.fixture(params=["sqlite", POSTGRES])
-def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """The stores that keep their data in a database."""
-    return _backend(request, tmp_path, request.param)
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    async with _opened(backend) as opened:
-        yield opened
-
-
-class _opened:
-    """``async with _opened(backend) as store``: a store of the backend, open for the block."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.store = backend.make()
-
-    async def __aenter__(self) -> Store:
-        await self.store.open()
-        return self.store
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.store.close()
 
 
 def record(id: str, status: str = "FINISHED", *, correlation_id: str | None = None) -> InstanceRecord:
@@ -207,12 +148,12 @@ async def test_a_purged_id_and_correlation_id_are_free_again_and_carry_nothing_o
 
 
 async def test_purge_leaves_no_history_or_reply_rows_behind(durable: Backend) -> None:
-    async with _opened(durable) as store:
+    async with opened(durable) as store:
         stored = await store.insert(record("gone"), [line("started")])
         await store.update(stored, [line("finished")], reply=("key-1", "reply"))
         await store.purge(await a_moment(), limit=100)
-    assert durable.rows("SELECT count(*) FROM procflow_history") == [(0,)]
-    assert durable.rows("SELECT count(*) FROM procflow_reply") == [(0,)]
+    assert durable.execute("SELECT count(*) FROM procflow_history") == [(0,)]
+    assert durable.execute("SELECT count(*) FROM procflow_reply") == [(0,)]
 
 
 @pytest.mark.parametrize(("before", "limit"), [(time.time(), 0), (time.time(), -1), (math.nan, 10)])

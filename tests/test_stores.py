@@ -25,12 +25,17 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import pytest
+from store_helpers import (  # noqa: F401
+    Backend,
+    backend_fixture,
+    durable_fixture,
+    store_fixture,
+)
 
 from procflow.errors import ConflictError, DuplicateInstanceError, InstanceNotFound, StoreError
 from procflow.stores import (
@@ -46,51 +51,6 @@ from procflow.stores import (
 )
 
 # -- the stores under test -------------------------------------------------------------------
-
-
-@dataclass
-class Backend:
-    """One kind of store, and how to make stores that share its data."""
-
-    name: str
-    url: str
-    make: Callable[[], Store]
-
-
-def _backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Backend:
-    if name == "memory":
-        shared = MemoryStore()
-        return Backend(name, "memory://", lambda: shared)
-    if name == "sqlite":
-        path = tmp_path / "store.db"
-        return Backend(name, f"sqlite:///{path}", lambda: SQLiteStore(path))
-    dsn = request.getfixturevalue("postgres_database")
-    return Backend(name, dsn, lambda: PostgresStore(dsn, max_size=4))
-
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """Every store."""
-    return _backend(request, tmp_path, request.param)
-
-
-@pytest.fixture(params=["sqlite", POSTGRES])
-def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """The stores that keep their data in a database."""
-    return _backend(request, tmp_path, request.param)
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    opened = backend.make()
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
@@ -135,19 +95,6 @@ def same_content(a: InstanceRecord, b: InstanceRecord) -> bool:
     return dataclasses.replace(a, created_at=0.0, updated_at=0.0) == dataclasses.replace(
         b, created_at=0.0, updated_at=0.0
     )
-
-
-def _write_directly(backend: Backend, sql: str) -> None:
-    """Run ``sql`` on a database store's database itself, as an older procflow or another tool might."""
-    if backend.name == "sqlite":
-        with sqlite3.connect(backend.url.removeprefix("sqlite:///")) as connection:
-            connection.execute(sql)
-        connection.close()
-    else:
-        import psycopg
-
-        with psycopg.connect(backend.url) as pg:
-            pg.execute(sql)  # type: ignore[arg-type]
 
 
 # -- insert, get, find ------------------------------------------------------------------------
@@ -291,7 +238,7 @@ async def test_lookup_prefers_the_id_over_another_instances_equal_correlation_id
     async with durable.make() as store:
         by_id = await store.insert(record("x", correlation_id="o-2"))
         await store.insert(record("o-1"))
-        _write_directly(durable, "UPDATE procflow_instance SET correlation_id = 'x' WHERE id = 'o-1'")
+        durable.execute("UPDATE procflow_instance SET correlation_id = 'x' WHERE id = 'o-1'")
         assert (await store.get("o-1")).correlation_id == "x"
         assert await store.lookup("x") == by_id
 

@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import pytest
 from process_death import ProcessDied
+from store_helpers import backend_of, stores_fixture  # noqa: F401
 
 import procflow as pf
 from procflow import Sleep, TestClock, Timer
@@ -129,25 +130,6 @@ def _fresh_globals() -> None:
     FIRED.clear()
     GATES.clear()
     LOG.clear()
-
-
-def _make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], Store]:
-    """A factory of stores sharing one database (one MemoryStore object for memory)."""
-    if kind == "memory":
-        shared = MemoryStore()
-        return lambda: shared
-    if kind == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "worker.db")
-    dsn = request.getfixturevalue("postgres_database")
-    return lambda: PostgresStore(dsn, max_size=2)
-
-
-POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=["memory", "sqlite", POSTGRES])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    return _make_store(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -285,7 +267,7 @@ class Tick:
 async def test_cancelling_the_worker_stops_it_after_the_batch_in_hand_whatever_the_backlog(
     kind: str, tmp_path: Path, clock: TestClock, request: pytest.FixtureRequest
 ) -> None:
-    async with Engine(_make_store(kind, tmp_path, request)(), workflows=[Tick], clock=clock) as engine:
+    async with Engine(backend_of(request, tmp_path, kind).make(), workflows=[Tick], clock=clock) as engine:
         for n in range(60):
             await engine.start(Tick(), id=f"t{n:02d}")
         clock.advance(10)

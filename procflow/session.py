@@ -149,7 +149,7 @@ class Session(RunHooks):
         if not await renew(self.state.id, self.version, now + stale_after):
             raise ConflictError(
                 f"instance {self.state.id!r} was saved by someone else since this run loaded it; "
-                "its step did not run here, and runs from what they saved"
+                "what was to run next did not run here, and runs from what they saved"
             )
         self.version += 1
         self.held_until = now + stale_after
